@@ -1,0 +1,236 @@
+"""The Multi-Path Variation-Suppressing Network (MPVS-Net), paper §3.3.2, Eq. 10-11.
+
+MPAE encoder → FC (ReLU) → FC (softmax). The two parts learn by different rules:
+
+* the fully-connected head minimises the cross-entropy alone (Eq. 10), at ``alpha_fc``;
+* the MPAE (encoder and decoders) minimises ``Σ_j J_j + λ·L_ce`` (Eq. 11), at ``alpha_m``.
+
+So the head's update never sees λ or the reconstruction losses, while the encoder's sees
+both. One fused update per batch over all paths is the default; ``per_path_updates=True``
+runs Algorithm 1's inner loop instead (lines 6-10): for each path j, update the MPAE with
+``J_j + λ·L_ce`` and then the head with ``L_ce``, N updates per batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from dam_cnn_tf import hparams
+from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses
+
+
+def _unpack_labels_and_targets(y):
+    """``y`` is ``{"label": (B,), "targets": (B, N, D)}`` or the tuple ``(label, targets)``."""
+    if isinstance(y, dict):
+        return y["label"], y["targets"]
+    label, targets = y
+    return label, targets
+
+
+@keras.saving.register_keras_serializable(package="dam_cnn_tf")
+class MPVSNet(keras.Model):
+    """MPVS-Net on flattened salient features ``(B, D)``; calling it returns class probabilities.
+
+    ``fit`` takes ``x = s`` and ``y = {"label": labels, "targets": (B, N, D)}``. ``compile``
+    takes two optimizers: ``optimizer`` for the head (default Adam at ``alpha_fc``) and
+    ``mpae_optimizer`` for the MPAE (default Adam at ``alpha_m``).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int,
+        encoder_units: int = hparams.ENCODER_UNITS,
+        num_paths: int = hparams.NUM_PATHS,
+        fc_units: int = hparams.FC_UNITS,
+        dropout: float = hparams.DROPOUT,
+        lam: float = hparams.LAMBDA,
+        per_path_updates: bool = False,
+        decoder: str = "dense",
+        feature_shape=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.input_dim = int(input_dim)
+        self.num_classes = int(num_classes)
+        self.fc_units = int(fc_units)
+        self.dropout_rate = float(dropout)
+        self.lam = float(lam)
+        self.per_path_updates = bool(per_path_updates)
+        self.mpae = MultiPathAutoencoder(
+            input_dim,
+            encoder_units=encoder_units,
+            num_paths=num_paths,
+            dropout=dropout,
+            decoder=decoder,
+            feature_shape=feature_shape,
+            name="mpae",
+        )
+        # W, B of Eq. 10: the two fully-connected layers.
+        self.fc1 = keras.layers.Dense(self.fc_units, activation="relu", name="mpvs_fc1")
+        self.fc_dropout = keras.layers.Dropout(self.dropout_rate, name="mpvs_fc1_dropout")
+        self.classifier = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32", name="mpvs_fc2")
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ce_tracker = keras.metrics.Mean(name="cross_entropy")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.path_trackers = [keras.metrics.Mean(name=f"path_{j + 1}_loss") for j in range(num_paths)]
+        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.mpae_optimizer = None
+        self.build((None, self.input_dim))
+
+    @property
+    def num_paths(self) -> int:
+        return self.mpae.num_paths
+
+    def build(self, input_shape):
+        for layer, shape in (
+            (self.mpae, input_shape),
+            (self.fc1, (None, self.mpae.encoder_units)),
+            (self.classifier, (None, self.fc_units)),
+        ):
+            if not layer.built:
+                layer.build(shape)
+        self.built = True
+
+    def head_variables(self):
+        return self.fc1.trainable_variables + self.classifier.trainable_variables
+
+    def mpae_variables(self):
+        return self.mpae.trainable_variables
+
+    def classify(self, h, training=False):
+        """The two FC layers on an encoding ``h``."""
+        return self.classifier(self.fc_dropout(self.fc1(h), training=training))
+
+    def call(self, s, training=False):
+        return self.classify(self.mpae.encode(s, training=training), training=training)
+
+    # --- optimisers --------------------------------------------------------------------------
+    def compile(self, optimizer=None, mpae_optimizer=None, **kwargs):
+        """Compile with the head's optimizer (Eq. 10) and the MPAE's optimizer (Eq. 11)."""
+        kwargs.pop("loss", None)  # the objective is fixed by Eq. 10-11
+        head_optimizer = keras.optimizers.get(optimizer or keras.optimizers.Adam(hparams.ALPHA_FC))
+        mpae_optimizer = keras.optimizers.get(mpae_optimizer or keras.optimizers.Adam(hparams.ALPHA_M))
+        if keras.config.dtype_policy().name == "mixed_float16":
+            head_optimizer = _with_loss_scaling(head_optimizer)
+            mpae_optimizer = _with_loss_scaling(mpae_optimizer)
+        super().compile(optimizer=head_optimizer, **kwargs)
+        # Each optimizer holds slots for its own variables only: Adam's moments for the
+        # ~100M-weight decoders must not be duplicated in the head's optimizer.
+        self.optimizer.build(self.head_variables())
+        self.mpae_optimizer = mpae_optimizer
+        self.mpae_optimizer.build(self.mpae_variables())
+
+    def get_compile_config(self):
+        if self.optimizer is None or self.mpae_optimizer is None:
+            return None
+        return {
+            "optimizer": keras.optimizers.serialize(self.optimizer),
+            "mpae_optimizer": keras.optimizers.serialize(self.mpae_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            optimizer=keras.optimizers.deserialize(config["optimizer"]),
+            mpae_optimizer=keras.optimizers.deserialize(config["mpae_optimizer"]),
+        )
+
+    # --- training ----------------------------------------------------------------------------
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.ce_tracker,
+            self.reconstruction_tracker,
+            *self.path_trackers,
+            self.accuracy_metric,
+        ]
+
+    def _forward(self, s, labels, targets, training, path=None):
+        """Cross-entropy, per-path reconstruction losses and probabilities for one batch."""
+        h = self.mpae.encode(s, training=training)
+        probabilities = self.classify(h, training=training)
+        cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+        scaled_targets = self.mpae.scale_targets(targets)
+        if path is None:
+            per_path = reconstruction_losses(self.mpae.decoders(h), scaled_targets)
+        else:
+            reconstruction = self.mpae.decoders.call_path(h, path)[:, None]
+            per_path = reconstruction_losses(reconstruction, scaled_targets[:, path : path + 1])
+        return cross_entropy, per_path, probabilities
+
+    def _apply_routed_gradients(self, s, labels, targets, path=None):
+        """One update of Eq. 10 (head) and Eq. 11 (MPAE) from a single forward pass."""
+        head_vars, mpae_vars = self.head_variables(), self.mpae_variables()
+        with tf.GradientTape(persistent=True) as tape:
+            cross_entropy, per_path, probabilities = self._forward(s, labels, targets, True, path)
+            mpae_objective = ops.sum(per_path) + self.lam * cross_entropy  # Eq. 11
+            head_scaled = self.optimizer.scale_loss(cross_entropy)  # Eq. 10
+            mpae_scaled = self.mpae_optimizer.scale_loss(mpae_objective)
+        head_grads = tape.gradient(head_scaled, head_vars)
+        mpae_grads = tape.gradient(mpae_scaled, mpae_vars)
+        del tape
+        self.mpae_optimizer.apply(mpae_grads, mpae_vars)
+        self.optimizer.apply(head_grads, head_vars)
+        return cross_entropy, per_path, probabilities
+
+    def train_step(self, data):
+        s, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        labels, targets = _unpack_labels_and_targets(y)
+        if not self.per_path_updates:
+            cross_entropy, per_path, probabilities = self._apply_routed_gradients(s, labels, targets)
+        else:
+            path_losses = []
+            for j in range(self.num_paths):  # Algorithm 1, lines 6-10
+                cross_entropy, path_loss, probabilities = self._apply_routed_gradients(s, labels, targets, path=j)
+                path_losses.append(path_loss[0])
+            per_path = ops.stack(path_losses)
+        return self._report(labels, cross_entropy, per_path, probabilities)
+
+    def test_step(self, data):
+        s, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(y, dict) or isinstance(y, (tuple, list)):
+            labels, targets = _unpack_labels_and_targets(y)
+            cross_entropy, per_path, probabilities = self._forward(s, labels, targets, training=False)
+            return self._report(labels, cross_entropy, per_path, probabilities)
+        # Labels alone: evaluate classification only.
+        probabilities = self(s, training=False)
+        cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
+        self.ce_tracker.update_state(cross_entropy)
+        self.loss_tracker.update_state(cross_entropy)
+        self.accuracy_metric.update_state(y, probabilities)
+        return {m.name: m.result() for m in (self.loss_tracker, self.ce_tracker, self.accuracy_metric)}
+
+    def _report(self, labels, cross_entropy, per_path, probabilities):
+        reconstruction = ops.sum(per_path)
+        self.loss_tracker.update_state(reconstruction + self.lam * cross_entropy)
+        self.ce_tracker.update_state(cross_entropy)
+        self.reconstruction_tracker.update_state(reconstruction)
+        for j, tracker in enumerate(self.path_trackers):
+            tracker.update_state(per_path[j])
+        self.accuracy_metric.update_state(labels, probabilities)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "input_dim": self.input_dim,
+            "num_classes": self.num_classes,
+            "encoder_units": self.mpae.encoder_units,
+            "num_paths": self.num_paths,
+            "fc_units": self.fc_units,
+            "dropout": self.dropout_rate,
+            "lam": self.lam,
+            "per_path_updates": self.per_path_updates,
+            "decoder": self.mpae.decoder_kind,
+            "feature_shape": list(self.mpae.feature_shape) if self.mpae.feature_shape else None,
+        }
+
+
+def _with_loss_scaling(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
