@@ -232,7 +232,8 @@ def test_wrong_shape_in_file_is_refused(tmp_path, family):
     # conv2_1 reads 4 channels, but conv1_2 gives 2.
     params["conv2_1"] = (np.concatenate([kernel, kernel], axis=1 if family == "caffe" else 2), bias)
     src = tmp_path / f"bad{SUFFIX[family]}"
-    {"matconvnet": wf.write_matconvnet, "caffe": wf.write_caffemodel, "keras": wf.write_keras_vggface}[family](src, params)
+    writer = {"matconvnet": wf.write_matconvnet, "caffe": wf.write_caffemodel, "keras": wf.write_keras_vggface}
+    writer[family](src, params)
     with pytest.raises(WeightsShapeError, match=r"layer conv2_1 has kernel \(3, 3, 4, 2\)"):
         convert_weights(src, tmp_path / "out.h5")
 
@@ -242,7 +243,8 @@ def test_model_shape_mismatch_names_layer_and_shapes(tmp_path):
     dst = convert_weights(src, tmp_path / "w.h5")
     wider = build_vgg_face((32, 32, 3), widths=(2, 4, 3, 3, 3))
     before = wider.get_layer("conv1_1").get_weights()[0].copy()
-    with pytest.raises(WeightsShapeError, match=r"layer conv2_1 stores kernel/bias \(3, 3, 2, 2\)/\(2,\) .*\(3, 3, 2, 4\)"):
+    expected = r"layer conv2_1 stores kernel/bias \(3, 3, 2, 2\)/\(2,\) .*\(3, 3, 2, 4\)"
+    with pytest.raises(WeightsShapeError, match=expected):
         load_backbone_weights(wider, dst)
     # Nothing was assigned before the mismatch was found.
     np.testing.assert_array_equal(wider.get_layer("conv1_1").get_weights()[0], before)

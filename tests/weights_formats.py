@@ -34,10 +34,12 @@ def hwio_params(rng, size, widths=WIDTHS, fc_units=FC_UNITS, classes=CLASSES):
     """Conv kernels (3, 3, in, out) and fc6-fc8 as (h, w, in, out) convolutions."""
     params, channels = {}, 3
     for name, width in zip(CONV_NAMES, conv_widths(widths)):
-        params[name] = (rng.normal(0, np.sqrt(2 / (9 * channels)), (3, 3, channels, width)), rng.normal(0, 0.1, width))
+        kernel = rng.normal(0, np.sqrt(2 / (9 * channels)), (3, 3, channels, width))
+        params[name] = (kernel, rng.normal(0, 0.1, width))
         channels = width
     side = size // 32
-    params["fc6"] = (rng.normal(0, np.sqrt(2 / (side * side * channels)), (side, side, channels, fc_units)), rng.normal(0, 0.1, fc_units))
+    fc6 = rng.normal(0, np.sqrt(2 / (side * side * channels)), (side, side, channels, fc_units))
+    params["fc6"] = (fc6, rng.normal(0, 0.1, fc_units))
     params["fc7"] = (rng.normal(0, np.sqrt(2 / fc_units), (1, 1, fc_units, fc_units)), rng.normal(0, 0.1, fc_units))
     params["fc8"] = (rng.normal(0, np.sqrt(2 / fc_units), (1, 1, fc_units, classes)), rng.normal(0, 0.1, classes))
     return {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in params.items()}
@@ -78,7 +80,8 @@ def _conv_hwc(x, kernel, bias):
 def _conv_chw(x, kernel, bias):
     _, h, w = x.shape
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    patches = np.stack([np.stack([padded[:, i : i + h, j : j + w] for j in range(3)], axis=1) for i in range(3)], axis=1)
+    rows = [np.stack([padded[:, i : i + h, j : j + w] for j in range(3)], axis=1) for i in range(3)]
+    patches = np.stack(rows, axis=1)
     return np.maximum(np.einsum("cuvhw,ocuv->ohw", patches, kernel.astype(np.float64)) + bias[:, None, None], 0)
 
 

@@ -68,14 +68,18 @@ def detect_format(path) -> str:
         if names:
             return "deepface"
         raise WeightsFormatError(f"{path}: an HDF5 file but not a Keras 2 weights file")
-    if path.suffix.lower() in (".caffemodel", ".binaryproto", ".pb") or head[:1] in (b"\x12", b"\xa2"):
-        # NetParameter starts with a length-delimited field: name (1), layers (2) or layer (100).
+    caffe_lead = head[:1] in (b"\x0a", b"\x12", b"\x1a", b"\xa2")
+    if path.suffix.lower() in (".caffemodel", ".binaryproto", ".pb") or caffe_lead:
+        # NetParameter starts with a length-delimited field: name (1), layers (2), input (3)
+        # or layer (100), whose tags begin with these bytes.
         return "caffe"
     raise WeightsFormatError(f"{path}: unrecognised weights format (expected .mat, .caffemodel or Keras .h5)")
 
 
 def read_weights(path, format: str = "auto", *, colour_order: str = "rgb") -> tuple[str, layout.Weights]:
     """``(format, {layer: (kernel, bias)})`` in our layout from any supported release."""
+    if not Path(path).is_file():
+        raise WeightsFormatError(f"{path}: no such file")
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "matconvnet":
         return fmt, read_matconvnet(path)

@@ -188,7 +188,9 @@ def _verify(path: Path, release: Release, expected: str | None, record: Path) ->
                 digest.update(block)
         if digest.hexdigest() != release.md5:
             path.unlink(missing_ok=True)
-            raise ChecksumError(f"{path}: MD5 {digest.hexdigest()} does not match the published {release.md5}; file deleted")
+            raise ChecksumError(
+                f"{path}: MD5 {digest.hexdigest()} does not match the published {release.md5}; file deleted"
+            )
     return actual, expected is not None and source == "expected"
 
 

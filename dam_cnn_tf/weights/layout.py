@@ -10,7 +10,6 @@ the mean) computes what the original release computes on the same image.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -127,7 +126,3 @@ def pool5_side(weights: Weights) -> int | None:
         return None
     channels = weights["conv5_3"][0].shape[3]
     return math.isqrt(weights["fc6"][0].shape[0] // channels)
-
-
-def display(path) -> str:
-    return str(Path(path))

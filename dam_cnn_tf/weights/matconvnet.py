@@ -8,7 +8,7 @@ separate ``filters`` and ``biases`` fields. Filters are ``(h, w, in, out)`` with
 row, and the network correlates them with the image exactly as Keras' ``Conv2D`` does, so
 public converters use them without any h/w transpose. The input is RGB minus
 ``normalization.averageImage`` (under ``meta`` in newer files, at the top of ``net`` in the
-Oxford release), so the only change for our BGR convention is reversing conv1_1's input
+Oxford release; checked against ours when present), so the only change for our BGR convention is reversing conv1_1's input
 channels.
 """
 
@@ -75,7 +75,7 @@ def _mean_rgb(net, path):
     if normalization is None:
         normalization = _unwrap(_field(net, "normalization"))
     if normalization is None or _field(normalization, "averageImage") is None:
-        raise WeightsFormatError(f"{path}: no normalization.averageImage (the mean pixel) in the network")
+        return None  # nothing recorded to check against
     average = np.asarray(_field(normalization, "averageImage"), dtype=np.float64)
     # Either a 1x1x3 pixel or a full HxWx3 mean image; both reduce to a per-channel mean.
     return average.reshape(-1, 3).mean(axis=0) if average.size >= 3 else average
@@ -106,7 +106,9 @@ def read_matconvnet(path) -> layout.Weights:
     layers = _field(net, "layers")
     if layers is None:
         raise WeightsFormatError(f"{path}: the network has no 'layers' (a DagNN file? only SimpleNN is read)")
-    layout.check_mean(_mean_rgb(net, path), path)
+    mean_rgb = _mean_rgb(net, path)
+    if mean_rgb is not None:
+        layout.check_mean(mean_rgb, path)
 
     weights: layout.Weights = {}
     for layer in np.asarray(layers, dtype=object).reshape(-1):
