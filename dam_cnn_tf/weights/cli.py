@@ -1,0 +1,60 @@
+"""``damcnn-tf weights``: convert a published VGG-Face file, or fetch and convert a release."""
+
+from __future__ import annotations
+
+import click
+
+from dam_cnn_tf.weights.convert import FORMATS, convert_weights, read_converted
+from dam_cnn_tf.weights.download import RELEASES, download_weights
+from dam_cnn_tf.weights.errors import WeightsError
+
+
+@click.group("weights")
+def weights():
+    """Pretrained VGG-Face weights for the backbone (paper §3.1)."""
+
+
+@weights.command("convert")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(("auto",) + FORMATS), default="auto", show_default=True,
+              help="Format of SRC; auto detects it from the content.")
+@click.option("--colour-order", type=click.Choice(("rgb", "bgr")), default="rgb", show_default=True,
+              help="Input colour order of a deepface file's first layer (ignored for other formats).")
+def convert_command(src, dst, fmt, colour_order):
+    """Convert SRC (vgg_face.mat, VGG_FACE.caffemodel, keras-vggface or deepface .h5) to DST."""
+    try:
+        path = convert_weights(src, dst, fmt, colour_order=colour_order)
+        stored, attrs = read_converted(path)
+    except (WeightsError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    size = attrs["input_size"]
+    click.echo(
+        f"{path}: {len(stored)} layers from {attrs['source_format']} ({attrs['source_sha256'][:12]}…), "
+        f"input {'x'.join(map(str, size)) if len(size) else 'any size'}, BGR minus mean"
+    )
+
+
+@weights.command("download")
+@click.argument("source", type=click.Choice(sorted(RELEASES)))
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where downloads are kept (default: $DAMCNN_WEIGHTS_CACHE or ~/.cache/dam_cnn_tf/weights).")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the download; pins it.")
+@click.option("--url", default=None, help="Fetch from this address instead of the registry's.")
+@click.option("--base-url", default=None, help="Replace the registry's base address (also $DAMCNN_WEIGHTS_BASE_URL).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Converted weights file (default: <cache-dir>/<source>.weights.h5).")
+def download_command(source, cache_dir, sha256, url, base_url, output):
+    """Fetch SOURCE, verify its checksum and convert it for the backbone."""
+    release = RELEASES[source]
+    click.echo(f"{release.name}: {release.licence}")
+    try:
+        result = download_weights(source, cache_dir, sha256=sha256, url=url, base_url=base_url,
+                                  convert_to=output, echo=click.echo)
+    except (WeightsError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{result.converted}: converted from {result.path}")
+
+
+if __name__ == "__main__":
+    weights()

@@ -1,0 +1,195 @@
+"""Fetching a release: checksum, resumed transfers, refusals. A local HTTP server stands in
+for the publishers; no test reaches the internet."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import weights_formats as wf
+from dam_cnn_tf.weights import ChecksumError, DownloadError, Release, download_weights, read_converted
+from dam_cnn_tf.weights import download as download_module
+from dam_cnn_tf.weights.cli import weights as weights_cli
+
+
+class Server:
+    """Serves ``files`` (name -> bytes); ``drop_after`` cuts the first response to a file after
+    that many bytes (headers promise the whole file); ``Range`` is honoured."""
+
+    def __init__(self, files, drop_after=None):
+        self.files, self.drop_after, self.requests = files, drop_after, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                name = self.path.rsplit("/", 1)[-1]
+                server.requests.append((name, self.headers.get("Range")))
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                body, start = server.files[name], 0
+                ranged = self.headers.get("Range")
+                if ranged:
+                    start = int(ranged.split("=")[1].split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                if server.drop_after is not None and len(server.requests) == 1:
+                    self.wfile.write(body[start : start + server.drop_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start:])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/releases"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("src") / "rcmalli_vggface_tf_vgg16.h5"
+    params = wf.keras_params(np.random.default_rng(0), 32)
+    wf.write_keras_vggface(path, params)
+    return path.read_bytes(), params
+
+
+def _release(sha256=None, **kwargs):
+    fields = dict(name="tiny", url="https://example.invalid/v2.0/rcmalli_vggface_tf_vgg16.h5",
+                  format="keras-vggface", licence="test", sha256=sha256)
+    fields.update(kwargs)
+    return Release(**fields)
+
+
+def _sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_download_verifies_and_converts(tmp_path, keras_file):
+    data, params = keras_file
+    with Server({"rcmalli_vggface_tf_vgg16.h5": data}) as server:
+        result = download_weights(_release(_sha(data)), tmp_path, base_url=server.base, echo=lambda m: None)
+    assert result.pinned and result.sha256 == _sha(data)
+    assert result.path.read_bytes() == data
+    weights, attrs = read_converted(result.converted)
+    assert attrs["source_sha256"] == _sha(data) and attrs["source_format"] == "keras-vggface"
+    np.testing.assert_array_equal(weights["conv3_1"][0], params["conv3_1"][0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rcmalli_vggface_tf_vgg16.h5", "tiny.weights.h5"]
+
+
+def test_broken_transfer_is_resumed(tmp_path, keras_file):
+    data, _ = keras_file
+    cut = len(data) // 3
+    with Server({"rcmalli_vggface_tf_vgg16.h5": data}, drop_after=cut) as server:
+        result = download_weights(_release(_sha(data)), tmp_path, base_url=server.base, backoff=0.01,
+                                  convert=False, echo=lambda m: None)
+        requests = server.requests
+    assert result.path.read_bytes() == data
+    # The first request was cut; the second asked only for the rest.
+    assert requests[0] == ("rcmalli_vggface_tf_vgg16.h5", None)
+    assert requests[1] == ("rcmalli_vggface_tf_vgg16.h5", f"bytes={cut}-")
+    assert not (tmp_path / "rcmalli_vggface_tf_vgg16.h5.part").exists()
+
+
+def test_checksum_mismatch_deletes_the_file(tmp_path, keras_file):
+    data, _ = keras_file
+    with Server({"rcmalli_vggface_tf_vgg16.h5": data}) as server:
+        with pytest.raises(ChecksumError, match="does not match the expected 0{64}; file deleted") as raised:
+            download_weights(_release("0" * 64), tmp_path, base_url=server.base, echo=lambda m: None)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unpinned_release_records_then_checks_the_hash(tmp_path, keras_file):
+    data, _ = keras_file
+    messages = []
+    with Server({"rcmalli_vggface_tf_vgg16.h5": data}) as server:
+        first = download_weights(_release(), tmp_path, base_url=server.base, convert=False, echo=messages.append)
+    assert not first.pinned and _sha(data) in messages[0] and "--sha256" in messages[0]
+    record = tmp_path / "rcmalli_vggface_tf_vgg16.h5.sha256"
+    assert record.read_text().split()[0] == _sha(data)
+    # A file changed afterwards no longer matches the recorded hash and is refused.
+    (tmp_path / "rcmalli_vggface_tf_vgg16.h5").write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    with pytest.raises(ChecksumError, match="recorded in"):
+        download_weights(_release(), tmp_path, convert=False, echo=messages.append)
+    assert not (tmp_path / "rcmalli_vggface_tf_vgg16.h5").exists()
+
+
+def test_archive_member_is_extracted_and_converted(tmp_path):
+    params = wf.hwio_params(np.random.default_rng(1), 32)
+    mat = tmp_path / "vgg_face.mat"
+    wf.write_matconvnet(mat, params)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(mat, arcname="vgg_face_matconvnet/data/vgg_face.mat")
+    archive = buffer.getvalue()
+    release = _release(_sha(archive), name="oxford", format="matconvnet",
+                       url="https://example.invalid/src/vgg_face_matconvnet.tar.gz",
+                       member="vgg_face_matconvnet/data/vgg_face.mat")
+    cache = tmp_path / "cache"
+    with Server({"vgg_face_matconvnet.tar.gz": archive}) as server:
+        result = download_weights(release, cache, base_url=server.base, echo=lambda m: None)
+    assert result.path == cache / "vgg_face.mat" and result.path.read_bytes() == mat.read_bytes()
+    weights, _ = read_converted(result.converted)
+    np.testing.assert_array_equal(weights["conv1_1"][0], params["conv1_1"][0][:, :, ::-1, :])
+
+
+def test_unreachable_and_missing_files_fail_cleanly(tmp_path, keras_file):
+    data, _ = keras_file
+    with Server({}) as server:
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download_weights(_release(), tmp_path, base_url=server.base, echo=lambda m: None)
+        dead = server.base
+    with pytest.raises(DownloadError, match="failed after 2 attempts"):
+        download_weights(_release(), tmp_path, url=dead + "/x.h5", retries=1, backoff=0.01, timeout=2,
+                         echo=lambda m: None)
+
+
+def test_registry_and_base_url_override(monkeypatch):
+    releases = download_module.RELEASES
+    assert releases["vgg_face_caffe"].url.startswith("https://www.robots.ox.ac.uk/~vgg/software/vgg_face/src/")
+    assert releases["keras_vggface_vgg16"].url.endswith("/v2.0/rcmalli_vggface_tf_vgg16.h5")
+    assert all(r.sha256 is None or len(r.sha256) == 64 for r in releases.values())
+    monkeypatch.setenv(download_module.BASE_URL_ENV, "http://127.0.0.1:9/mirror/")
+    assert download_module.resolve_url(releases["deepface_vgg_face"]) == "http://127.0.0.1:9/mirror/vgg_face_weights.h5"
+    assert download_module.resolve_url(releases["deepface_vgg_face"], url="http://h/f.h5") == "http://h/f.h5"
+
+
+def test_cli_download(tmp_path, keras_file):
+    data, _ = keras_file
+    runner = CliRunner()
+    with Server({"rcmalli_vggface_tf_vgg16.h5": data}) as server:
+        ok = runner.invoke(weights_cli, ["download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path),
+                                         "--base-url", server.base, "--sha256", _sha(data)])
+        bad = runner.invoke(weights_cli, ["download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path / "b"),
+                                          "--base-url", server.base, "--sha256", "f" * 64])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "keras_vggface_vgg16.weights.h5").is_file()
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert bad.output.strip().splitlines()[-1].startswith("Error: ") and "file deleted" in bad.output
