@@ -28,11 +28,12 @@ class HaarFaceDetector:
     """
 
     def __init__(self, cascade_path: Optional[str] = None, scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_size_fraction: float = 0.1):
+                 min_neighbors: int = 5, min_size_fraction: float = 0.1, equalize: bool = False):
         self.cascade_path = cascade_path or cv2.data.haarcascades + DEFAULT_CASCADE
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size_fraction = min_size_fraction
+        self.equalize = equalize  # histogram equalisation first: helps dark photos, hurts flat backgrounds
         self._cascade = cv2.CascadeClassifier(self.cascade_path)
         if self._cascade.empty():
             raise ValueError(f"cannot load Haar cascade {self.cascade_path}")
@@ -40,11 +41,12 @@ class HaarFaceDetector:
     def config(self) -> dict:
         """The settings that change what is detected (part of the cache key)."""
         return {"cascade": self.cascade_path.rsplit("/", 1)[-1], "scale_factor": self.scale_factor,
-                "min_neighbors": self.min_neighbors, "min_size_fraction": self.min_size_fraction}
+                "min_neighbors": self.min_neighbors, "min_size_fraction": self.min_size_fraction,
+                "equalize": self.equalize}
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
         side = max(24, int(self.min_size_fraction * min(grey.shape[:2])))
-        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=self.scale_factor,
+        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey) if self.equalize else grey, scaleFactor=self.scale_factor,
                                                minNeighbors=self.min_neighbors, minSize=(side, side))
         return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
