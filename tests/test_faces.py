@@ -127,3 +127,9 @@ def test_bad_file_skip_or_error(tmp_path):
 def test_policy_values_are_checked():
     with pytest.raises(ValueError, match="no_face"):
         FacePreparer(16, no_face="drop", detect=False)
+
+
+def test_progress_bar_counts_images(tmp_path, capsys):
+    data = _dataset(tmp_path, [random_image(i, (20, 20, 3)) for i in range(3)])
+    FacePreparer(8, detect=False, progress=True).prepare(data)
+    assert "3/3" in capsys.readouterr().out

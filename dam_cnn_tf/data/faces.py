@@ -46,7 +46,8 @@ class HaarFaceDetector:
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
         side = max(24, int(self.min_size_fraction * min(grey.shape[:2])))
-        boxes = self._cascade.detectMultiScale(cv2.equalizeHist(grey) if self.equalize else grey, scaleFactor=self.scale_factor,
+        image = cv2.equalizeHist(grey) if self.equalize else grey
+        boxes = self._cascade.detectMultiScale(image, scaleFactor=self.scale_factor,
                                                minNeighbors=self.min_neighbors, minSize=(side, side))
         return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 

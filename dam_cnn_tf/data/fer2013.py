@@ -37,7 +37,8 @@ def _fer2013_rows(csv_path):
     header, rows = read_csv_rows(csv_path)
     missing = [c for c in ("emotion", "pixels") if c not in header]
     if missing:
-        raise DatasetFormatError(csv_path, f"missing column(s) {', '.join(missing)}; FER2013 has emotion,pixels,Usage")
+        raise DatasetFormatError(
+            csv_path, f"missing column(s) {', '.join(missing)}; FER2013 has emotion,pixels,Usage")
     return rows
 
 def load_fer2013(csv_path, *, name: str = "fer2013", on_bad: str = "skip") -> LoadedDataset:
@@ -107,8 +108,8 @@ def load_ferplus(ferplus_csv, fer2013_csv, *, name: str = "ferplus", on_bad: str
     pixel_rows = _fer2013_rows(fer2013_csv)
     if len(pixel_rows) != len(votes_rows):
         raise DatasetFormatError(
-            ferplus_csv, f"has {len(votes_rows)} rows but {fer2013_csv} has {len(pixel_rows)}; they must pair row by row"
-        )
+            ferplus_csv,
+            f"has {len(votes_rows)} rows but {fer2013_csv} has {len(pixel_rows)}; they must pair row by row")
     report, samples = LoadReport(), []
     for number, (votes_row, pixel_row) in enumerate(zip(votes_rows, pixel_rows), start=2):
         where = f"{ferplus_csv}:{number}"

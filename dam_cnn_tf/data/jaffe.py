@@ -15,8 +15,8 @@ from dam_cnn_tf.data.labels import canonical_label
 from dam_cnn_tf.data.samples import Sample
 
 # e.g. KA.AN1.39.tiff: subject KA, expression AN, pose index 1, picture number 39.
-JAFFE_NAME = re.compile(r"^(?P<subject>[A-Za-z]{2})\.(?P<code>AN|DI|FE|HA|NE|SA|SU)(?P<take>\d+)\.(?P<number>\d+)\.tiff?$",
-                        re.IGNORECASE)
+JAFFE_NAME = re.compile(
+    r"^(?P<subject>[A-Za-z]{2})\.(?P<code>AN|DI|FE|HA|NE|SA|SU)(?P<take>\d+)\.(?P<number>\d+)\.tiff?$", re.IGNORECASE)
 
 
 def is_jaffe_name(name: str) -> bool:

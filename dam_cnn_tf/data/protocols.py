@@ -79,7 +79,8 @@ def stratified_kfold(labels, k: int, seed: int = 0) -> list:
     """Seeded, shuffled ``StratifiedKFold`` over samples (no grouping)."""
     labels = np.asarray(labels)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [Fold(f"fold{i + 1}of{k}", tr, te) for i, (tr, te) in enumerate(splitter.split(np.zeros(len(labels)), labels))]
+    splits = splitter.split(np.zeros(len(labels)), labels)
+    return [Fold(f"fold{i + 1}of{k}", tr, te) for i, (tr, te) in enumerate(splits)]
 
 
 def _check_groups(subjects, k: int) -> np.ndarray:
