@@ -1,0 +1,135 @@
+"""Keras callbacks made safe for runs that are killed and resumed.
+
+Keras's own ``ModelCheckpoint``, ``BackupAndRestore`` and ``EarlyStopping`` write files in
+place and keep their progress in memory; a run killed while saving leaves a broken file, and a
+resumed run forgets the best score so far. These subclasses write to a temporary name and
+rename, and keep their progress in a JSON file beside their output.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from dam_cnn_tf.training.run_dir import atomic_write_json, temporary_sibling
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` (best only) that writes atomically and remembers the best score."""
+
+    def __init__(self, filepath, monitor: str = "val_loss", **kwargs):
+        super().__init__(str(filepath), monitor=monitor, save_best_only=True, **kwargs)
+        self.final_path = Path(filepath)
+        self.state_path = self.final_path.with_name(self.final_path.name + ".json")
+
+    def on_train_begin(self, logs=None):
+        state = _read_json(self.state_path)
+        if state and self.final_path.exists():
+            self.best = state["best"]
+
+    def _get_file_path(self, epoch, batch, logs):
+        return str(temporary_sibling(self.final_path))
+
+    def _save_model(self, epoch, batch, logs):
+        super()._save_model(epoch, batch, logs)
+        tmp = temporary_sibling(self.final_path)
+        if tmp.exists():
+            os.replace(tmp, self.final_path)
+            atomic_write_json(self.state_path, {"best": float(self.best), "epoch": epoch + 1, "monitor": self.monitor})
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` at each epoch's end, whose backup is never half-written.
+
+    Weights go to ``epoch-NNNNN.weights.h5`` (temporary name, then rename) and only then does
+    ``state.json`` point to them, so a kill at any moment leaves the previous complete backup.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.backup_path = Path(backup_dir)
+        self.state_path = self.backup_path / "state.json"
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        state = _read_json(self.state_path)
+        if not state:
+            return
+        self.model.load_weights(self.backup_path / state["weights"])
+        self.model._initial_epoch = int(state["epoch"])
+
+    def _save_model(self):
+        self.backup_path.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch:05d}.weights.h5"
+        final = self.backup_path / name
+        tmp = temporary_sibling(final)
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, final)
+        atomic_write_json(self.state_path, {"epoch": self._current_epoch, "weights": name})
+        for old in glob.glob(str(self.backup_path / "epoch-*.weights.h5")):
+            if Path(old).name != name:
+                os.remove(old)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """``EarlyStopping`` whose patience counter and best score survive a resume."""
+
+    def __init__(self, state_path, **kwargs):
+        super().__init__(**kwargs)
+        self.state_path = Path(state_path)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        state = _read_json(self.state_path)
+        if state:
+            self.wait, self.best = state["wait"], state["best"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.best is not None and math.isfinite(float(self.best)):
+            atomic_write_json(self.state_path, {"wait": self.wait, "best": float(self.best)})
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, remembering where it happened."""
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+        self.epoch = 0
+        self.failure = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = (self.epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+    def raise_if_failed(self):
+        if self.failure:
+            epoch, batch, loss = self.failure
+            raise TrainingDiverged(
+                f"{self.stage}: loss became {loss} at epoch {epoch}, batch {batch}; "
+                "check the input images for NaN/Inf or lower the learning rate"
+            )

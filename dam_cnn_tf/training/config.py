@@ -1,0 +1,142 @@
+"""The resolved configuration of a training run: the paper's values unless overridden.
+
+A run's configuration comes from three layers, later ones winning: the defaults below
+(§4.1.2 and Table 1), a config file (``--config``, JSON or TOML), and command-line options.
+The resolved result is written into the run directory so a run can be resumed or repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+from typing import Optional
+
+from dam_cnn_tf import hparams
+
+BACKBONE_WIDTHS = {
+    "full": (64, 128, 256, 512, 512),  # VGG-Face as released (Table 1)
+    "small": (16, 32, 64, 64, 64),  # for CPUs and quick experiments; trained from scratch
+    "tiny": (4, 8, 8, 16, 16),  # for tests
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # Data
+    classes: int = 7
+    input_size: int = hparams.INPUT_SIZE
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: bool = False
+    # Backbone and stage 1 (VGG-SERD, Eq. 4)
+    backbone: str = "full"
+    backbone_weights: Optional[str] = None
+    use_serd: bool = True
+    gamma1: float = hparams.GAMMA1
+    gamma2: float = hparams.GAMMA2
+    fc_units: int = hparams.FC_UNITS
+    dropout: float = hparams.DROPOUT
+    alpha_s: float = hparams.ALPHA_S
+    stage1_epochs: int = 50
+    stage1_batch_size: int = 16
+    # Stage 2 (MPVS-Net, Eq. 10-11)
+    num_paths: int = hparams.NUM_PATHS
+    encoder_units: int = hparams.ENCODER_UNITS
+    alpha_m: float = hparams.ALPHA_M
+    alpha_fc: float = hparams.ALPHA_FC
+    lam: float = hparams.LAMBDA
+    per_path_updates: bool = False
+    decoder: str = "dense"
+    pair_attribute: Optional[str] = None
+    resample_pairs: bool = False
+    init_encoder_from_fc6: bool = False
+    stage2_epochs: int = 100
+    stage2_batch_size: int = 32
+    cache_dtype: str = "float32"
+    # Both stages
+    optimizer: str = "adam"
+    patience: int = 10
+    strategy: str = "default"
+    mixed_precision: Optional[str] = None
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok, option, message):
+            if not ok:
+                raise ConfigError(f"--{option.replace('_', '-')}: {message}")
+
+        need(self.classes in (6, 7, 8), "classes", f"must be 6, 7 or 8, got {self.classes}")
+        need(self.input_size >= 32, "input_size", f"must be at least 32, got {self.input_size}")
+        need(self.backbone in BACKBONE_WIDTHS, "backbone", f"must be one of {sorted(BACKBONE_WIDTHS)}, got {self.backbone!r}")
+        need(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be between 0 and 1, got {self.val_fraction}")
+        need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        need(self.num_paths >= 1, "num_paths", f"must be at least 1, got {self.num_paths}")
+        need(self.decoder in ("dense", "conv"), "decoder", f"must be dense or conv, got {self.decoder!r}")
+        need(self.optimizer in ("adam", "sgd"), "optimizer", f"must be adam or sgd, got {self.optimizer!r}")
+        need(self.strategy in ("default", "mirrored", "multiworker"), "strategy", f"unknown strategy {self.strategy!r}")
+        need(self.mixed_precision in (None, "float16", "bfloat16"), "mixed_precision", f"must be float16 or bfloat16, got {self.mixed_precision!r}")
+        need(self.cache_dtype in ("float32", "float16"), "cache_dtype", f"must be float32 or float16, got {self.cache_dtype!r}")
+        for name in ("stage1_epochs", "stage2_epochs"):
+            need(getattr(self, name) >= 0, name, "must not be negative")
+        for name in ("stage1_batch_size", "stage2_batch_size", "fc_units", "encoder_units", "patience"):
+            need(getattr(self, name) >= 1, name, "must be at least 1")
+        for name in ("alpha_s", "alpha_m", "alpha_fc"):
+            need(getattr(self, name) > 0, name, "must be positive")
+        need(not (self.init_encoder_from_fc6 and self.encoder_units != self.fc_units), "init_encoder_from_fc6",
+             f"needs --encoder-units equal to --fc-units ({self.encoder_units} != {self.fc_units})")
+        need(not (self.backbone_weights and self.backbone != "full"), "backbone_weights",
+             f"VGG-Face weights need --backbone full, not {self.backbone!r}")
+
+    @property
+    def backbone_widths(self) -> tuple:
+        return BACKBONE_WIDTHS[self.backbone]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def read_config_file(path) -> dict:
+    """Options from a JSON or TOML file; unknown keys are refused, naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"--config {path}: cannot read ({error.strerror})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table of options")
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    return data
+
+
+def resolve_config(config_file=None, base: Optional[dict] = None, **overrides) -> TrainConfig:
+    """Defaults, then ``base`` (e.g. a preset), then the file, then overrides that are not None."""
+    values = dict(base or {})
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:
+        raise ConfigError(str(error)) from None

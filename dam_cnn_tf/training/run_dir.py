@@ -1,0 +1,137 @@
+"""A run directory: what a training run writes, and the lock that keeps it to one process.
+
+    RUN_DIR/
+      config.json         resolved configuration
+      data.json           the dataset, class names and the split used
+      state.json          the stages completed so far
+      stage1/             VGG-SERD: backup (resume), best checkpoint, metrics.csv
+      features/           salient-feature caches of stage 2
+      stage2/             MPVS-Net: backup (resume), best checkpoint, metrics.csv
+      model.keras         the DAM-CNN inference model
+      run.lock            held while a process trains here
+
+Every file is written to a temporary name and renamed, so a killed run never leaves a
+half-written file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def temporary_sibling(path) -> Path:
+    """A name beside ``path`` to write to before renaming onto it (same file system)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{''.join(path.suffixes)}")
+
+
+def atomic_save_model(model, path) -> None:
+    """``model.save`` to a temporary name, then rename."""
+    tmp = temporary_sibling(path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock_file = None
+
+    def __truediv__(self, name) -> Path:
+        return self.path / name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    def stage_dir(self, name: str) -> Path:
+        path = self.path / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- the lock --------------------------------------------------------------------------
+    def acquire(self) -> "RunDir":
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / "run.lock"
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(f"{self.path}: in use by {owner} (lock {lock_path})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+        return self
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    # --- state -----------------------------------------------------------------------------
+    def read_json(self, name: str, default=None):
+        path = self.path / name
+        if not path.exists():
+            return default
+        try:
+            return json.loads(path.read_text())
+        except ValueError as error:
+            raise RunDirError(f"{path}: not valid JSON ({error})") from None
+
+    def write_json(self, name: str, data) -> None:
+        atomic_write_json(self.path / name, data)
+
+    def completed(self) -> set:
+        return set(self.read_json("state.json", {}).get("completed", []))
+
+    def mark_completed(self, step: str, **info) -> None:
+        state = self.read_json("state.json", {"completed": []})
+        if step not in state["completed"]:
+            state["completed"].append(step)
+        state.setdefault("info", {})[step] = info
+        self.write_json("state.json", state)
