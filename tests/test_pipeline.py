@@ -182,10 +182,11 @@ def test_float16_cache_comes_out_float32(tmp_path):
     np.testing.assert_array_equal(s.numpy(), features.astype(np.float16).astype(np.float32))
 
 
-def test_per_epoch_targets_are_redrawn():
+@pytest.mark.parametrize("in_graph_limit", [1 << 30, 0])
+def test_per_epoch_targets_are_redrawn(in_graph_limit):
     features, labels = _features(30, 3), np.arange(30) % 3
     schedule = pair_target_schedule(labels, 2, seed=4)
-    ds = pair_dataset(features, labels, schedule, batch_size=8, seed=1, epochs=3)
+    ds = pair_dataset(features, labels, schedule, batch_size=8, seed=1, epochs=3, in_graph_limit_bytes=in_graph_limit)
     steps = 4  # ceil(30 / 8)
     batches = _batches(ds)
     assert len(batches) == 3 * steps

@@ -347,7 +347,7 @@ def make_synthetic_faces(
     Subjects are ``syn000``, ``syn001``, …; their ``gender`` attribute ("a" or "b") alternates
     over a seeded shuffle, so both values are present whenever there are two subjects. Each
     sample carries ``image`` (uint8 RGB), ``extras["expression_mask"]`` (bool, the brow, eye
-    and mouth pixels) and ``extras["face_mask"]`` (bool, the face's skin region).
+    and mouth pixels) and ``extras["face_mask"]`` (bool, the face outline, forehead fringe included).
     """
     unknown = [c for c in classes if c not in EXPRESSIONS]
     if unknown:
