@@ -21,6 +21,12 @@ from dam_cnn_tf.layers.feature_scaling import FeatureScaler
 DECODER_KINDS = ("dense", "conv")
 
 
+def replica_share(loss):
+    """``loss / replicas``: under ``tf.distribute`` each replica's gradients are summed."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
 def reconstruction_losses(reconstructions, targets):
     """Eq. 8 for every path: ``J_j = (1/n) Σᵢ ‖ŝᵢʲ − sᵢʲ‖₂²``.
 
@@ -129,7 +135,7 @@ class MultiPathAutoencoder(keras.Model):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             per_path, total = self._step_losses(data, training=True)
-            scaled = self.optimizer.scale_loss(total)
+            scaled = self.optimizer.scale_loss(replica_share(total))
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._report(per_path, total)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import ops
 
 from dam_cnn_tf import hparams
-from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses
+from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses, replica_share
 
 
 def _unpack_labels_and_targets(y):
@@ -168,8 +168,8 @@ class MPVSNet(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             cross_entropy, per_path, probabilities = self._forward(s, labels, targets, True, path)
             mpae_objective = ops.sum(per_path) + self.lam * cross_entropy  # Eq. 11
-            head_scaled = self.optimizer.scale_loss(cross_entropy)  # Eq. 10
-            mpae_scaled = self.mpae_optimizer.scale_loss(mpae_objective)
+            head_scaled = self.optimizer.scale_loss(replica_share(cross_entropy))  # Eq. 10
+            mpae_scaled = self.mpae_optimizer.scale_loss(replica_share(mpae_objective))
         head_grads = tape.gradient(head_scaled, head_vars)
         mpae_grads = tape.gradient(mpae_scaled, mpae_vars)
         del tape

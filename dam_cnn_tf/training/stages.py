@@ -1,0 +1,242 @@
+"""The two training stages of Algorithm 1, as resumable steps of a run directory.
+
+1. ``train_stage1``: fine-tune VGG-SERD on faces until the validation loss stops improving
+   (Algorithm 1, lines 1-3; Eq. 4).
+2. ``extract_features``: one pass of the frozen backbone + SERD over the data, cached on disk
+   (line 4; "we can obtain all sᵢ and sᵢʲ before starting the second step").
+3. ``train_stage2``: pair every sample with N same-class targets and train MPVS-Net until
+   its validation loss stops improving (lines 5-11; Eq. 10-11).
+
+Model selection uses the validation split carved from the training data, never the test fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
+from dam_cnn_tf.data.pairs import sample_pair_targets
+from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
+from dam_cnn_tf.models.dam_cnn import build_dam_cnn
+from dam_cnn_tf.models.mpvs_net import MPVSNet
+from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, feature_map_shape, salient_feature_model
+from dam_cnn_tf.training.callbacks import (
+    AtomicBackupAndRestore,
+    AtomicModelCheckpoint,
+    ResumableEarlyStopping,
+    StopOnNaN,
+)
+from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
+from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, temporary_sibling
+
+
+@dataclasses.dataclass
+class FaceSet:
+    """Prepared faces of one split: uint8 RGB ``(n, H, W, 3)``, integer labels, attributes."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    attributes: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+        digest.update(np.asarray(self.labels, np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: int, verbose: int, **fit_kwargs):
+    """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop."""
+    best = stage_dir / "best.weights.h5"
+    nan_stop = StopOnNaN(stage)
+    callbacks = [
+        nan_stop,
+        AtomicModelCheckpoint(best, monitor="val_loss", save_weights_only=True),
+        ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor="val_loss", patience=patience),
+        keras.callbacks.CSVLogger(str(stage_dir / "metrics.csv"), append=True),
+        AtomicBackupAndRestore(stage_dir / "backup"),
+    ]
+    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    nan_stop.raise_if_failed()
+    if best.exists():
+        model.load_weights(best)  # the epoch with the lowest validation loss
+    epochs_run = len(_read_metrics(stage_dir / "metrics.csv"))
+    return history, epochs_run
+
+
+def _read_metrics(path: Path) -> list:
+    if not path.exists():
+        return []
+    lines = path.read_text().strip().splitlines()
+    return lines[1:]
+
+
+def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    vgg_serd = build_vgg_serd(
+        num_classes,
+        input_shape=(config.input_size, config.input_size, 3),
+        use_serd=config.use_serd,
+        gamma1=config.gamma1,
+        gamma2=config.gamma2,
+        fc_units=config.fc_units,
+        dropout=config.dropout,
+        backbone_widths=config.backbone_widths,
+    )
+    if config.backbone_weights:
+        from dam_cnn_tf.weights.convert import load_backbone_weights, read_converted
+
+        # fc6 and fc7 are fine-tuned from VGG-Face when the release has them; fc8 is new (§3.1).
+        stored, _ = read_converted(config.backbone_weights)
+        no_top = tuple(name for name in ("fc6", "fc7") if name not in stored)
+        report = load_backbone_weights(vgg_serd, config.backbone_weights, skip=no_top)
+        print(f"Backbone weights from {config.backbone_weights}: loaded {', '.join(report.loaded)}")
+    compile_vgg_serd(vgg_serd, optimizer=make_optimizer(config.optimizer, config.alpha_s), jit_compile=config.jit_compile)
+    return vgg_serd
+
+
+def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int, verbose: int = 1):
+    """Stage 1: VGG-SERD with ``L_ce + L_reg`` (Eq. 4) at ``alpha_s``; returns the model."""
+    stage_dir = run.stage_dir("stage1")
+    with make_strategy(config.strategy).scope():
+        vgg_serd = build_stage1_model(config, num_classes)
+    if "stage1" in run.completed():
+        vgg_serd.load_weights(stage_dir / "vgg_serd.weights.h5")
+        return vgg_serd
+    size = config.input_size
+    train_ds = image_dataset(train.images, train.labels, config.stage1_batch_size, size, shuffle=True,
+                             seed=config.seed, augment=config.augment, preprocess=False)
+    val_ds = image_dataset(val.images, val.labels, config.stage1_batch_size, size, preprocess=False)
+    _, epochs = _fit(vgg_serd, train_ds, val_ds, config.stage1_epochs, stage_dir, "stage 1", config.patience, verbose)
+    final = stage_dir / "vgg_serd.weights.h5"
+    _atomic_save_weights(vgg_serd, final)
+    run.mark_completed("stage1", epochs=epochs)
+    return vgg_serd
+
+
+def _atomic_save_weights(model, path: Path) -> None:
+    tmp = temporary_sibling(path)
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, verbose: int = 1) -> FeatureCache:
+    """The salient features ``s`` of every face (one pass of the frozen front), cached."""
+    fingerprint = f"{faces.fingerprint()}-{_weights_fingerprint(vgg_serd)}"
+    if FeatureCache.exists(path, fingerprint):
+        return FeatureCache.open(path, fingerprint)
+    front = salient_feature_model(vgg_serd)
+    batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size, preprocess=False)
+    return write_feature_cache(
+        path,
+        lambda x: front.predict_on_batch(x)["features"],
+        batches.as_numpy_iterator(),
+        num_samples=len(faces),
+        fingerprint=fingerprint,
+        dtype=config.cache_dtype,
+        verbose=verbose,
+    )
+
+
+def _weights_fingerprint(model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.asarray(weight.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int):
+    if config.pair_attribute:
+        return sample_pair_targets(faces.labels, None, seed=seed, attributes=faces.attributes)
+    return sample_pair_targets(faces.labels, config.num_paths, seed=seed)
+
+
+def num_paths_for(config: TrainConfig, faces: FaceSet) -> int:
+    """N: ``--num-paths``, or the number of attribute values for attribute-specific decoders."""
+    if config.pair_attribute:
+        return len(set(faces.attributes.tolist()))
+    return config.num_paths
+
+
+def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int,
+                 verbose: int = 1) -> MPVSNet:
+    """Stage 2: freeze VGG-SERD, extract features once, train MPVS-Net (Eq. 10-11)."""
+    feature_dir = run.stage_dir("features")
+    train_cache = extract_features(vgg_serd, train, feature_dir / "train", config, verbose)
+    val_cache = extract_features(vgg_serd, val, feature_dir / "val", config, verbose)
+    stage_dir = run.stage_dir("stage2")
+    num_paths = num_paths_for(config, train)
+    with make_strategy(config.strategy).scope():
+        net = MPVSNet(
+            train_cache.features.shape[1],
+            num_classes,
+            encoder_units=config.encoder_units,
+            num_paths=num_paths,
+            fc_units=config.fc_units,
+            dropout=config.dropout,
+            lam=config.lam,
+            per_path_updates=config.per_path_updates,
+            decoder=config.decoder,
+            feature_shape=feature_map_shape(vgg_serd),
+        )
+        net.compile(
+            optimizer=make_optimizer(config.optimizer, config.alpha_fc),
+            mpae_optimizer=make_optimizer(config.optimizer, config.alpha_m),
+            jit_compile=config.jit_compile,
+        )
+    if "stage2" in run.completed():
+        net.load_weights(stage_dir / "mpvs_net.weights.h5")
+        return net
+    net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
+    if config.init_encoder_from_fc6:
+        net.mpae.encoder.set_weights(vgg_serd.get_layer("fc6").get_weights())
+    train_targets = _pair_targets(config, train, config.seed)
+    val_targets = _pair_targets(config, val, config.seed + 1)
+    train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
+                            seed=config.seed)
+    val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
+    _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose)
+    _atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
+    run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
+    return net
+
+
+def train_dam_cnn(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir, class_names, stage: str = "all",
+                  verbose: int = 1):
+    """Algorithm 1 end to end in ``run``; returns the inference model (or VGG-SERD for stage 1 alone).
+
+    Steps already completed in ``run`` are loaded, not repeated; an interrupted step resumes
+    from its last completed epoch.
+    """
+    set_precision(config.mixed_precision)
+    keras.utils.set_random_seed(config.seed)
+    num_classes = len(class_names)
+    vgg_serd = train_stage1(config, train, val, run, num_classes, verbose)
+    if stage == "1":
+        return vgg_serd
+    net = train_stage2(config, vgg_serd, train, val, run, num_classes, verbose)
+    model = build_dam_cnn(vgg_serd, net)
+    if not run.model_path.exists() or "model" not in run.completed():
+        atomic_save_model(model, run.model_path)
+        run.write_json("classes.json", {"class_names": list(class_names)})
+        run.mark_completed("model")
+    return model
+
+
+def load_class_names(run_or_model_path) -> list:
+    path = Path(run_or_model_path)
+    candidates = [path / "classes.json", path.parent / "classes.json"]
+    for candidate in candidates:
+        if candidate.exists():
+            return json.loads(candidate.read_text())["class_names"]
+    raise FileNotFoundError(f"{path}: no classes.json beside the model")
