@@ -82,7 +82,11 @@ import json, sys
 import tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
 spec = lambda s: [s.dtype.name, s.shape.as_list()]
-report = {"dam_cnn_tf_imported": "dam_cnn_tf" in sys.modules, "class_names": [n.decode() for n in loaded.class_names.numpy()], "signatures": {}}
+report = {
+    "dam_cnn_tf_imported": "dam_cnn_tf" in sys.modules,
+    "class_names": [n.decode() for n in loaded.class_names.numpy()],
+    "signatures": {},
+}
 for name, fn in loaded.signatures.items():
     report["signatures"][name] = {
         "inputs": {k: spec(s) for k, s in fn.structured_input_signature[1].items()},
@@ -96,9 +100,8 @@ def test_fresh_process_loads_it_without_the_package(exported, tmp_path):
     _, _, path, _ = exported
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    command = [sys.executable, "-c", FRESH_PROCESS, str(path)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert not report["dam_cnn_tf_imported"]
@@ -355,3 +358,12 @@ def test_bad_arguments_fail_with_one_line_messages(exported, tmp_path):
     with pytest.raises(ExportError, match="class_names.txt"):
         load_class_names(tmp_path)
     assert not (tmp_path / "models").exists()
+
+
+def test_serving_guide_names_what_the_export_has():
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    names = (export_mod.SERVING_DEFAULT, export_mod.SERVING_BYTES, export_mod.IMAGE, export_mod.IMAGE_BYTES)
+    for name in names + export_mod.OUTPUT_KEYS:
+        assert f"`{name}`" in guide, name
+    assert f"assets/{export_mod.CLASS_NAMES_ASSET}" in guide
+    assert "--model_base_path" in guide and "/v1/models/damcnn:predict" in guide and '{"b64":' in guide
