@@ -15,10 +15,15 @@ from typing import Optional
 
 from dam_cnn_tf import hparams
 
-BACKBONE_WIDTHS = {
-    "full": (64, 128, 256, 512, 512),  # VGG-Face as released (Table 1)
-    "small": (16, 32, 64, 64, 64),  # for CPUs and quick experiments; trained from scratch
-    "tiny": (4, 8, 8, 16, 16),  # for tests
+# The backbones a run can use. "vgg-face" is the paper's (Table 1), the one pretrained
+# weights fit; the narrower VGG-Face variants and the compact network (with batch
+# normalisation, which trains from scratch) are for CPUs, quick experiments and tests.
+BACKBONES = {
+    "vgg-face": ("vgg-face", (64, 128, 256, 512, 512)),
+    "vgg-face-small": ("vgg-face", (16, 32, 64, 64, 64)),
+    "vgg-face-tiny": ("vgg-face", (4, 8, 8, 16, 16)),
+    "compact": ("compact", (16, 32, 64)),
+    "compact-tiny": ("compact", (4, 8, 8)),
 }
 
 
@@ -35,7 +40,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = False
     # Backbone and stage 1 (VGG-SERD, Eq. 4)
-    backbone: str = "full"
+    backbone: str = "vgg-face"
     backbone_weights: Optional[str] = None
     use_serd: bool = True
     gamma1: float = hparams.GAMMA1
@@ -76,7 +81,7 @@ class TrainConfig:
 
         need(self.classes in (6, 7, 8), "classes", f"must be 6, 7 or 8, got {self.classes}")
         need(self.input_size >= 32, "input_size", f"must be at least 32, got {self.input_size}")
-        need(self.backbone in BACKBONE_WIDTHS, "backbone", f"must be one of {sorted(BACKBONE_WIDTHS)}, got {self.backbone!r}")
+        need(self.backbone in BACKBONES, "backbone", f"must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         need(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be between 0 and 1, got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         need(self.num_paths >= 1, "num_paths", f"must be at least 1, got {self.num_paths}")
@@ -93,12 +98,16 @@ class TrainConfig:
             need(getattr(self, name) > 0, name, "must be positive")
         need(not (self.init_encoder_from_fc6 and self.encoder_units != self.fc_units), "init_encoder_from_fc6",
              f"needs --encoder-units equal to --fc-units ({self.encoder_units} != {self.fc_units})")
-        need(not (self.backbone_weights and self.backbone != "full"), "backbone_weights",
-             f"VGG-Face weights need --backbone full, not {self.backbone!r}")
+        need(not (self.backbone_weights and self.backbone != "vgg-face"), "backbone_weights",
+             f"VGG-Face weights need --backbone vgg-face, not {self.backbone!r}")
+
+    @property
+    def backbone_family(self) -> str:
+        return BACKBONES[self.backbone][0]
 
     @property
     def backbone_widths(self) -> tuple:
-        return BACKBONE_WIDTHS[self.backbone]
+        return BACKBONES[self.backbone][1]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

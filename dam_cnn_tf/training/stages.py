@@ -27,6 +27,7 @@ from dam_cnn_tf.data.pairs import sample_pair_targets
 from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
 from dam_cnn_tf.models.dam_cnn import build_dam_cnn
 from dam_cnn_tf.models.mpvs_net import MPVSNet
+from dam_cnn_tf.models.vgg_face import VGGFacePreprocess, build_compact_backbone
 from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, feature_map_shape, salient_feature_model
 from dam_cnn_tf.training.callbacks import (
     AtomicBackupAndRestore,
@@ -83,15 +84,21 @@ def _read_metrics(path: Path) -> list:
 
 
 def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    size = (config.input_size, config.input_size, 3)
+    backbone = None
+    if config.backbone_family == "compact":
+        backbone = build_compact_backbone(size, widths=config.backbone_widths, name="backbone")
     vgg_serd = build_vgg_serd(
         num_classes,
-        input_shape=(config.input_size, config.input_size, 3),
+        input_shape=size,
         use_serd=config.use_serd,
         gamma1=config.gamma1,
         gamma2=config.gamma2,
         fc_units=config.fc_units,
         dropout=config.dropout,
         backbone_widths=config.backbone_widths,
+        backbone=backbone,
+        preprocessing=VGGFacePreprocess(name="preprocess") if backbone is not None else None,
     )
     if config.backbone_weights:
         from dam_cnn_tf.weights.convert import load_backbone_weights, read_converted
