@@ -9,6 +9,11 @@ The paper's parts, each in one place:
 * Fig. 2, the assembled inference model: ``dam_cnn_tf.models.dam_cnn``
 """
 
+import os as _os
+
+# TensorFlow's C++ start-up chatter is not for our users; TF_CPP_MIN_LOG_LEVEL set by them wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 from dam_cnn_tf.layers.serd import SERDLayer, serd_regularizer  # noqa: E402

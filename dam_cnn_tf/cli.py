@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import click
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import click  # noqa: E402
-
-from dam_cnn_tf import __version__  # noqa: E402
+from dam_cnn_tf import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,9 +14,15 @@ def main():
 
 
 def _register():
+    from dam_cnn_tf.commands.crossval import crossval
+    from dam_cnn_tf.commands.demo import demo
+    from dam_cnn_tf.commands.evaluate import evaluate
+    from dam_cnn_tf.commands.export import export
+    from dam_cnn_tf.commands.train import train
     from dam_cnn_tf.weights.cli import weights
 
-    main.add_command(weights)
+    for command in (train, crossval, evaluate, export, demo, weights):
+        main.add_command(command)
 
 
 _register()

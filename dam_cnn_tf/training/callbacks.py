@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from dam_cnn_tf.training.run_dir import atomic_write_json, temporary_sibling
+from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text, temporary_sibling
 
 
 def _read_json(path):
@@ -50,6 +50,12 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             atomic_write_json(self.state_path, {"best": float(self.best), "epoch": epoch + 1, "monitor": self.monitor})
 
 
+def completed_epochs(backup_dir) -> int:
+    """Epochs a backup holds: how many a (possibly resumed) ``fit`` has completed."""
+    state = _read_json(Path(backup_dir) / "state.json")
+    return int(state["epoch"]) if state else 0
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` at each epoch's end, whose backup is never half-written.
 
@@ -69,6 +75,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         state = _read_json(self.state_path)
         if not state:
             return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:  # so its moments are restored too
+            optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.backup_path / state["weights"])
         self.model._initial_epoch = int(state["epoch"])
 
@@ -102,6 +111,28 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_epoch_end(epoch, logs)
         if self.best is not None and math.isfinite(float(self.best)):
             atomic_write_json(self.state_path, {"wait": self.wait, "best": float(self.best)})
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """``CSVLogger`` that, on resume, drops rows of epochs the backup in ``backup_dir`` does
+    not hold (they will run again). Put it before the backup callback, so an epoch's row is
+    written before the backup that counts the epoch as done."""
+
+    def __init__(self, filename, backup_dir):
+        super().__init__(str(filename), append=True)
+        self.path = Path(filename)
+        self.backup_dir = Path(backup_dir)
+
+    def on_train_begin(self, logs=None):
+        restart = completed_epochs(self.backup_dir)
+        if self.path.exists():
+            lines = self.path.read_text().splitlines()
+            kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(self.sep)[0]) < restart]
+            if len(kept) > 1:
+                atomic_write_text(self.path, "\n".join(kept) + "\n")
+            else:
+                self.path.unlink()
+        super().on_train_begin(logs)
 
 
 class TrainingDiverged(RuntimeError):

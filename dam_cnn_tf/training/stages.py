@@ -21,6 +21,7 @@ from typing import Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
 from dam_cnn_tf.data.pairs import sample_pair_targets
@@ -32,8 +33,10 @@ from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, feature
 from dam_cnn_tf.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicModelCheckpoint,
+    ResumableCSVLogger,
     ResumableEarlyStopping,
     StopOnNaN,
+    completed_epochs,
 )
 from dam_cnn_tf.training.config import TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
@@ -61,26 +64,20 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop."""
     best = stage_dir / "best.weights.h5"
     nan_stop = StopOnNaN(stage)
-    callbacks = [
+    callbacks = [  # the backup last: an epoch counts as done once everything else is written
         nan_stop,
         AtomicModelCheckpoint(best, monitor="val_loss", save_weights_only=True),
         ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor="val_loss", patience=patience),
-        keras.callbacks.CSVLogger(str(stage_dir / "metrics.csv"), append=True),
+        ResumableCSVLogger(stage_dir / "metrics.csv", stage_dir / "backup"),
         AtomicBackupAndRestore(stage_dir / "backup"),
     ]
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    # The tf.data pipelines shuffle themselves (seeded), so fit must not.
+    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                        shuffle=False, **fit_kwargs)
     nan_stop.raise_if_failed()
     if best.exists():
         model.load_weights(best)  # the epoch with the lowest validation loss
-    epochs_run = len(_read_metrics(stage_dir / "metrics.csv"))
-    return history, epochs_run
-
-
-def _read_metrics(path: Path) -> list:
-    if not path.exists():
-        return []
-    lines = path.read_text().strip().splitlines()
-    return lines[1:]
+    return history, completed_epochs(stage_dir / "backup")
 
 
 def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
@@ -118,6 +115,7 @@ def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir,
     with make_strategy(config.strategy).scope():
         vgg_serd = build_stage1_model(config, num_classes)
     if "stage1" in run.completed():
+        vgg_serd.optimizer.build(vgg_serd.trainable_variables)  # its saved state loads too
         vgg_serd.load_weights(stage_dir / "vgg_serd.weights.h5")
         return vgg_serd
     size = config.input_size
@@ -143,10 +141,12 @@ def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, 
     if FeatureCache.exists(path, fingerprint):
         return FeatureCache.open(path, fingerprint)
     front = salient_feature_model(vgg_serd)
+    # One traced function for every batch size, the last batch's included.
+    features_of = tf.function(lambda x: front(x, training=False)["features"], reduce_retracing=True)
     batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size, preprocess=False)
     return write_feature_cache(
         path,
-        lambda x: front.predict_on_batch(x)["features"],
+        lambda x: features_of(x).numpy(),
         batches.as_numpy_iterator(),
         num_samples=len(faces),
         fingerprint=fingerprint,

@@ -1,0 +1,178 @@
+"""What the commands share: options built from ``TrainConfig``, data options, error handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from pathlib import Path
+
+import click
+
+from dam_cnn_tf.training.config import TrainConfig
+
+# Exceptions a user's input can cause; they become a one-line message, not a traceback.
+def user_error_types() -> tuple:
+    from dam_cnn_tf.data.feature_cache import FeatureCacheError
+    from dam_cnn_tf.data.images import ImageReadError
+    from dam_cnn_tf.data.labels import UnknownLabelError
+    from dam_cnn_tf.data.loading import DatasetFormatError
+    from dam_cnn_tf.data.pairs import PairSamplingError
+    from dam_cnn_tf.data.pipeline import PipelineError
+    from dam_cnn_tf.export import ExportError
+    from dam_cnn_tf.training.callbacks import TrainingDiverged
+    from dam_cnn_tf.training.config import ConfigError
+    from dam_cnn_tf.training.prepare import DataError
+    from dam_cnn_tf.training.run_dir import RunDirError
+    from dam_cnn_tf.weights.errors import WeightsError
+
+    return (
+        ConfigError, DataError, DatasetFormatError, ImageReadError, UnknownLabelError, RunDirError,
+        TrainingDiverged, WeightsError, ExportError, FeatureCacheError, PairSamplingError, PipelineError,
+        FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    )
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def handle_user_errors(command):
+    """Turn the errors a user can cause into ``click.ClickException`` (exit 1, one line)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except user_error_types() as error:
+            raise click.ClickException(one_line(error)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; resume with the same command or `train --resume RUN_DIR`") from None
+
+    return wrapper
+
+
+def _click_type(field: dataclasses.Field):
+    hint = field.type if not isinstance(field.type, str) else eval(field.type, vars(typing))  # noqa: S307
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    return {int: int, float: float, bool: bool}.get(base, str)
+
+
+_HELP = {
+    "classes": "6, 7 or 8 classes (the paper's six prototypical, plus neutral, plus contempt)",
+    "backbone": "vgg-face (the paper's), vgg-face-small, compact (trains from scratch on a CPU)",
+    "backbone_weights": "converted VGG-Face weights (damcnn-tf weights convert)",
+    "num_paths": "N, the MPAE's decoding paths",
+    "pair_attribute": "decoder j reconstructs a same-class sample whose attribute has value j (DAM-CNN-g)",
+    "per_path_updates": "Algorithm 1's per-path inner loop instead of one fused update per batch",
+    "lam": "λ of Eq. 11",
+    "alpha_s": "learning rate of stage 1 (VGG-SERD)",
+    "alpha_m": "learning rate of the MPAE",
+    "alpha_fc": "learning rate of the MPVS-Net FC layers",
+    "mixed_precision": "float16 or bfloat16 mixed precision (GPUs)",
+    "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
+}
+
+
+def config_options(command):
+    """One option per ``TrainConfig`` field, all defaulting to None (= keep the config's value)."""
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        flag = field.name.replace("_", "-")
+        kind = _click_type(field)
+        default = field.default
+        help_text = _HELP.get(field.name, "")
+        help_text = f"{help_text} [default: {default}]".strip()
+        if kind is bool:
+            option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
+        else:
+            option = click.option(f"--{flag}", field.name, type=kind, default=None, help=help_text)
+        command = option(command)
+    return command
+
+
+def config_overrides(kwargs: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+
+
+DATA_OPTIONS = (
+    click.option("--layout", default="auto", show_default=True,
+                 help="dataset layout: auto, folders, manifest, fer2013, ferplus, ckplus, jaffe, tfeid, sfew, baum2i"),
+    click.option("--detect/--no-detect", default=True, show_default=True,
+                 help="find faces with the Viola-Jones detector (§4.1.1); --no-detect for face crops such as CK+48"),
+    click.option("--margin", type=float, default=0.0, show_default=True, help="extra border around a detected face"),
+    click.option("--no-face", type=click.Choice(["skip", "whole"]), default="skip", show_default=True,
+                 help="an image without a detected face is skipped (and counted) or kept whole"),
+    click.option("--on-bad", type=click.Choice(["skip", "error"]), default="skip", show_default=True,
+                 help="an unreadable image is skipped (and counted) or stops the run"),
+    click.option("--unknown-labels", type=click.Choice(["error", "drop"]), default="error", show_default=True,
+                 help="a label outside the canonical set stops the run or is dropped"),
+    click.option("--face-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="folder of prepared faces [default: $DAMCNN_CACHE or ~/.cache/dam_cnn_tf]"),
+)
+
+
+def data_options(command):
+    for option in reversed(DATA_OPTIONS):
+        command = option(command)
+    return command
+
+
+DATA_OPTION_NAMES = ("layout", "detect", "margin", "no_face", "on_bad", "unknown_labels", "face_cache")
+
+
+def data_spec(kwargs: dict, path) -> dict:
+    spec = {name: kwargs.pop(name) for name in DATA_OPTION_NAMES}
+    spec["face_cache"] = str(spec["face_cache"]) if spec["face_cache"] else None
+    spec["path"] = str(path) if path is not None else None
+    return spec
+
+
+def load_prepared(spec: dict, config: TrainConfig, progress: bool = True):
+    """Load the dataset a ``data_spec`` names, select classes and prepare its faces."""
+    from dam_cnn_tf.data.datasets import load_dataset
+    from dam_cnn_tf.training.prepare import prepare_faces, select_classes
+
+    options = {"on_bad": spec["on_bad"]}
+    if spec["unknown_labels"] != "error":
+        options["unknown_labels"] = spec["unknown_labels"]
+    dataset = load_dataset(spec["path"], spec["layout"], **options)
+    if len(dataset) == 0:
+        raise click.ClickException(f"--data {spec['path']}: no images found")
+    dataset = select_classes(dataset, config.classes)
+    return prepare_faces(dataset, config.input_size, detect=spec["detect"], margin=spec["margin"],
+                         no_face=spec["no_face"], on_bad=spec["on_bad"], cache_dir=spec["face_cache"],
+                         progress=progress)
+
+
+def resolve_model_path(model) -> Path:
+    """A run directory (its ``model.keras``) or a ``.keras`` file."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise click.ClickException(f"MODEL {model}: no model.keras (give a run directory or a .keras file)")
+    return path
+
+
+def load_inference_model(model):
+    """The DAM-CNN inference model and its class names; Keras safe mode stays on."""
+    import keras
+
+    import dam_cnn_tf  # noqa: F401  (registers the custom layers)
+    from dam_cnn_tf.training.stages import load_class_names
+
+    path = resolve_model_path(model)
+    try:
+        loaded = keras.models.load_model(path, safe_mode=True)
+    except Exception as error:  # a damaged or foreign file: say so in one line
+        raise click.ClickException(f"MODEL {path}: not a loadable DAM-CNN model ({one_line(error)[:200]})") from None
+    try:
+        names = load_class_names(path.parent)
+    except FileNotFoundError as error:
+        raise click.ClickException(one_line(error)) from None
+    return loaded, names

@@ -1,0 +1,47 @@
+"""``damcnn-tf evaluate``: a trained model on a dataset or one of its splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dam_cnn_tf.commands.common import data_options, data_spec, handle_user_errors, load_inference_model, load_prepared
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="dataset folder or file")
+@data_options
+@click.option("--split", default=None, help="evaluate only the samples of this predefined split (e.g. test, val)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write evaluation.json, evaluation_confusion.csv/.png here")
+@click.option("--quiet", is_flag=True)
+@handle_user_errors
+def evaluate(model, data, split, out, quiet, **kwargs):
+    """Accuracy, per-class recall and the confusion matrix of MODEL (a run directory or .keras file)."""
+    import numpy as np
+
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
+    from dam_cnn_tf.training.reports import write_evaluation
+
+    spec = data_spec(kwargs, data)
+    loaded, class_names = load_inference_model(model)
+    input_size = int(loaded.input_shape[1])
+    config = TrainConfig(input_size=input_size, classes=8)
+    prepared = load_prepared(spec, config, progress=not quiet)
+    index = {name: i for i, name in enumerate(class_names)}
+    keep = [i for i, s in enumerate(prepared.dataset.samples)
+            if s.label in index and (split is None or s.split == split)]
+    if not keep:
+        raise click.ClickException(f"--data {data}: no sample of the model's classes{' in split ' + split if split else ''}")
+    labels = np.array([index[prepared.dataset.samples[i].label] for i in keep])
+    probabilities = predict_probabilities(loaded, prepared.faces[keep], input_size)
+    result = classification_report(labels, probabilities, class_names)
+    click.echo(f"Accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
+    for name, recall in result["per_class_recall"].items():
+        click.echo(f"  {name:<10} recall {100 * recall:6.2f}%")
+    if out is not None:
+        write_evaluation(result, out, title=f"{Path(model).name} on {Path(data).name}")
+        click.echo(f"Written to {out}")

@@ -1,0 +1,86 @@
+"""``damcnn-tf train``, ``evaluate``, ``export`` and ``crossval`` end to end on tiny synthetic data."""
+
+import numpy as np
+import pytest
+
+from cli_helpers import TINY_OPTIONS, invoke, read_json, synthetic_folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One run of both stages on the built-in synthetic faces, shared by the tests below."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    invoke("train", "--run-dir", run, *TINY_OPTIONS)
+    return run
+
+
+def test_train_writes_a_complete_run(trained_run):
+    for name in ("config.json", "data.json", "split.json", "classes.json", "model.keras", "val_evaluation.json",
+                 "stage1/metrics.csv", "stage2/metrics.csv", "features/train.npy"):
+        assert (trained_run / name).exists(), name
+    state = read_json(trained_run / "state.json")
+    assert state["completed"] == ["stage1", "stage2", "model"]
+    assert state["info"]["stage1"]["epochs"] == 2 and state["info"]["stage2"]["epochs"] == 2
+    config = read_json(trained_run / "config.json")
+    assert config["num_paths"] == 2 and config["lam"] == 20.0  # the paper's λ unless overridden
+    split = read_json(trained_run / "split.json")
+    assert split["val"] and not set(split["val"]) & set(split["train"])
+    stage2 = (trained_run / "stage2/metrics.csv").read_text().splitlines()
+    assert "path_2_loss" in stage2[0] and len(stage2) == 3
+
+
+def test_validation_split_is_subject_independent(trained_run):
+    from dam_cnn_tf.commands.demo import synthetic_prepared
+    from dam_cnn_tf.training.config import TrainConfig
+
+    config = TrainConfig(**read_json(trained_run / "config.json"))
+    data = synthetic_prepared(config)
+    split = read_json(trained_run / "split.json")
+    subjects = data.dataset.subjects()
+    assert not set(subjects[split["train"]]) & set(subjects[split["val"]])
+
+
+def test_evaluate_and_export(trained_run, tmp_path):
+    folder = synthetic_folder(tmp_path / "faces")
+    result = invoke("evaluate", trained_run, "--data", folder, "--no-detect", "--out", tmp_path / "eval", "--quiet")
+    assert "Accuracy:" in result.output
+    report = read_json(tmp_path / "eval/evaluation.json")
+    assert report["num_samples"] == 6 * 7 * 2
+    assert np.asarray(report["confusion_matrix"]).sum() == report["num_samples"]
+    assert (tmp_path / "eval/evaluation_confusion.png").stat().st_size > 0
+    invoke("export", trained_run, tmp_path / "export")
+    invoke("export", trained_run, tmp_path / "export")
+    assert (tmp_path / "export/1/saved_model.pb").exists() and (tmp_path / "export/2/saved_model.pb").exists()
+
+
+def test_stage_one_then_stage_two(tmp_path):
+    run = tmp_path / "staged"
+    invoke("train", "--run-dir", run, "--stage", "1", *TINY_OPTIONS)
+    assert read_json(run / "state.json")["completed"] == ["stage1"]
+    assert not (run / "model.keras").exists()
+    invoke("train", "--run-dir", run, "--stage", "2", *TINY_OPTIONS)
+    assert read_json(run / "state.json")["completed"] == ["stage1", "stage2", "model"]
+
+
+def test_crossval_subject_grouped(tmp_path):
+    folder = synthetic_folder(tmp_path / "faces")
+    out = tmp_path / "cv"
+    result = invoke("crossval", "--data", folder, "--no-detect", "--protocol", "subject-kfold", "--folds", "2",
+                    "--out", out, *TINY_OPTIONS)
+    assert "mean ± std" in result.output
+    summary = read_json(out / "results.json")
+    assert summary["folds"] == 2 and len(summary["fold_accuracies"]) == 2
+    assert np.asarray(summary["confusion_matrix"]).sum() == 6 * 7 * 2  # every face tested exactly once
+    folds = read_json(out / "folds.json")["folds"]
+    from dam_cnn_tf.data.datasets import load_dataset
+
+    subjects = load_dataset(folder).subjects()
+    for fold in folds:
+        assert not set(subjects[fold["test"]]) & set(subjects[fold["train"] + fold["val"]])
+    for name in ("results.md", "results_confusion.csv", "results_confusion.png"):
+        assert (out / name).stat().st_size > 0
+    # A second call finds every fold done and trains nothing.
+    again = invoke("crossval", "--data", folder, "--no-detect", "--protocol", "subject-kfold", "--folds", "2",
+                   "--out", out, *TINY_OPTIONS)
+    assert read_json(out / "results.json")["fold_accuracies"] == summary["fold_accuracies"]
+    assert "Epoch" not in again.output
