@@ -14,6 +14,7 @@ from dam_cnn_tf.training.config import TrainConfig
 # Exceptions a user's input can cause; they become a one-line message, not a traceback.
 def user_error_types() -> tuple:
     from dam_cnn_tf.data.feature_cache import FeatureCacheError
+    from dam_cnn_tf.data.datasets import UnknownLayoutError
     from dam_cnn_tf.data.images import ImageReadError
     from dam_cnn_tf.data.labels import UnknownLabelError
     from dam_cnn_tf.data.loading import DatasetFormatError
@@ -27,7 +28,7 @@ def user_error_types() -> tuple:
     from dam_cnn_tf.weights.errors import WeightsError
 
     return (
-        ConfigError, DataError, DatasetFormatError, ImageReadError, UnknownLabelError, RunDirError,
+        ConfigError, DataError, DatasetFormatError, UnknownLayoutError, ImageReadError, UnknownLabelError, RunDirError,
         TrainingDiverged, WeightsError, ExportError, FeatureCacheError, PairSamplingError, PipelineError,
         FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
     )
@@ -130,6 +131,14 @@ def data_spec(kwargs: dict, path) -> dict:
     spec["face_cache"] = str(spec["face_cache"]) if spec["face_cache"] else None
     spec["path"] = str(path) if path is not None else None
     return spec
+
+
+def check_backbone_weights(config: TrainConfig) -> None:
+    """Refuse an unreadable ``--backbone-weights`` file before any data is prepared."""
+    if config.backbone_weights:
+        from dam_cnn_tf.weights.convert import read_converted
+
+        read_converted(config.backbone_weights)
 
 
 def load_prepared(spec: dict, config: TrainConfig, progress: bool = True):

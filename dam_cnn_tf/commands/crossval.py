@@ -11,6 +11,7 @@ from dam_cnn_tf.commands.common import (
     config_overrides,
     data_options,
     data_spec,
+    check_backbone_weights,
     handle_user_errors,
     load_prepared,
 )
@@ -68,6 +69,7 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
     overrides = config_overrides(kwargs)
     spec = data_spec(kwargs, data)
     config = resolve_config(config_file, **overrides)
+    check_backbone_weights(config)
     if (protocol == "cross-dataset") != (test_data is not None):
         raise click.UsageError("--protocol cross-dataset and --test-data go together")
     if k < 2:

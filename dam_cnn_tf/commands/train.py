@@ -12,13 +12,19 @@ from dam_cnn_tf.commands.common import (
     config_overrides,
     data_options,
     data_spec,
+    check_backbone_weights,
     handle_user_errors,
     load_prepared,
 )
 
 
 def _new_run_dir() -> Path:
-    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 @click.command()
@@ -62,6 +68,7 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
 
             base = DEMO_CONFIG
         config = resolve_config(config_file, base=base, **overrides)
+        check_backbone_weights(config)
         run = RunDir(run_dir or _new_run_dir())
         if stage == "2" and "stage1" not in run.completed():
             raise click.UsageError(f"--stage 2 needs a run directory whose stage 1 is complete; {run.path} has none")
