@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd
+from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd, salient_feature_model
 from dam_cnn_tf.commands.predict import predict
 from dam_cnn_tf.data.faces import HaarFaceDetector, crop_face
 from dam_cnn_tf.data.images import ImageReadError, read_image
@@ -19,13 +19,17 @@ from dam_cnn_tf.data.synthetic import make_synthetic_faces
 from dam_cnn_tf.predict import PredictError, Predictor, VideoReadError, draw_predictions, expand_inputs
 
 CLASSES = ["neutral", "happiness", "surprise"]
-SIZE = 32
+SIZE = 64  # a 2x2 attention mask; at 32x32 it would be a single value
 
 
-def _save_model(run: Path) -> None:
+def _save_model(run: Path, faces) -> None:
+    """A tiny untrained DAM-CNN whose outputs still differ from face to face."""
     vgg_serd = build_vgg_serd(3, input_shape=(SIZE, SIZE, 3), fc_units=8, backbone_widths=(4, 4, 8, 8, 8))
-    net = MPVSNet(8, 3, encoder_units=6, num_paths=2, fc_units=5)
-    net.mpae.adapt(np.random.default_rng(0).gamma(2.0, 1.0, size=(20, 8)).astype("float32"))
+    # A positive SERD bias keeps M > 0 (Eq. 1); a negative M would zero every feature through the ReLU (Eq. 2).
+    vgg_serd.get_layer("serd").weights[1].assign(np.full((1,), 0.5, np.float32))
+    features = salient_feature_model(vgg_serd).predict(np.asarray(faces, np.float32), verbose=0)["features"]
+    net = MPVSNet(features.shape[-1], 3, encoder_units=6, num_paths=2, fc_units=5)
+    net.mpae.adapt(features)  # scaled to [0, 1] from real features, so they do not all clip to 1
     run.mkdir(parents=True, exist_ok=True)
     build_dam_cnn(vgg_serd, net).save(run / "model.keras")
     (run / "classes.json").write_text(json.dumps({"class_names": CLASSES}))
@@ -48,10 +52,10 @@ def _scene(faces, size=(200, 300), grey=200) -> np.ndarray:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
-    _save_model(root / "run")
-    keras.backend.clear_session()
     dataset = make_synthetic_faces(num_subjects=2, images_per_class=1, image_size=64, classes=CLASSES)
     faces = [s.image for s in dataset.samples]
+    _save_model(root / "run", faces)
+    keras.backend.clear_session()
     # Subject syn001's faces are the ones the bundled Haar cascade finds once enlarged.
     detector = HaarFaceDetector()
     found = [f for f in faces if len(detector(cv2.cvtColor(_scene([f]), cv2.COLOR_RGB2GRAY))) == 1]
@@ -110,6 +114,8 @@ def test_faces_match_the_model_on_training_crops(files):
     first, _ = crop_face(image, (SIZE, SIZE), HaarFaceDetector(), margin=0.2)
     crops = np.stack([first, _region_crop(image, faces[1].region)])
     probabilities, attention = _model_on(files["run"], crops)
+    assert np.abs(probabilities[0] - probabilities[1]).max() > 1e-3  # the check below can tell faces apart
+    assert attention.shape == (2, 2, 2)
     for face, probs, mask in zip(faces, probabilities, attention):
         np.testing.assert_allclose([face.probabilities[c] for c in CLASSES], probs, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(face.attention, mask, rtol=1e-5, atol=1e-6)
