@@ -127,7 +127,8 @@ def test_grid_writes_png_with_cells_and_captions(tmp_path):
     for index in range(4):
         row, col = divmod(index, 3)
         top, left = 2 + row * (cell_height + 2), 2 + col * (32 + 2)
-        np.testing.assert_array_equal(grid[top:top + 32, left:left + 32], overlay_attention(images[index], masks[index]))
+        cell = grid[top:top + 32, left:left + 32]
+        np.testing.assert_array_equal(cell, overlay_attention(images[index], masks[index]))
         caption = grid[top + 32:top + cell_height, left:left + 32]
         assert caption.min() < 100 and caption.max() == 255  # dark text on white
     # The unused sixth cell stays blank.
