@@ -110,9 +110,9 @@ def _check_options(ctx, no_detect, output, heatmaps):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
               help="JSON lines (one object per face) or CSV with a header.")
-@click.option("--output", "-o", type=click.Path(), default=None,
+@click.option("--output", "-o", type=click.Path(), default=None, metavar="FILE",
               help="Write the rows to this file (replaced only once all inputs are done) instead of stdout.")
-@click.option("--heatmaps", type=click.Path(), default=None,
+@click.option("--heatmaps", type=click.Path(), default=None, metavar="DIR",
               help="Save each image with the attention of its faces overlaid (Fig. 8) in this folder.")
 @click.option("--heatmap-scale", type=click.Choice(SCALES), default="fixed", show_default=True,
               help="Colours over tanh's fixed range (-1, 1), comparable across images, or each mask's own range.")
