@@ -1,0 +1,173 @@
+"""``damcnn-tf predict``: expressions of the faces in images, folders and videos, one row per face."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from dam_cnn_tf.data.images import ImageReadError
+from dam_cnn_tf.predict import PredictError, PredictionReport, Predictor, draw_predictions, expand_inputs
+from dam_cnn_tf.viz.attention import SCALES, AttentionVizError, write_png
+
+FORMATS = ("json", "csv")
+BASE_COLUMNS = ("file", "frame", "time", "face", "x", "y", "w", "h", "detected", "label", "class_id")
+
+
+def _face_rows(source, class_names):
+    """``(json_object, csv_row)`` for each face of one image or frame."""
+    for index, face in enumerate(source.faces):
+        record = {
+            "file": source.path, "frame": source.frame, "time": source.timestamp, "face": index,
+            "box": list(face.box), "detected": face.detected, "label": face.label, "class_id": face.class_id,
+            "probability": face.probabilities[face.label], "probabilities": face.probabilities,
+        }
+        row = [source.path, "" if source.frame is None else source.frame,
+               "" if source.timestamp is None else f"{source.timestamp:.6f}", index, *face.box,
+               int(face.detected), face.label, face.class_id, *(repr(face.probabilities[n]) for n in class_names)]
+        yield record, row
+
+
+class RowWriter:
+    """JSON lines or CSV with a header, to an open text stream."""
+
+    def __init__(self, stream, fmt: str, class_names):
+        self.stream, self.fmt, self.class_names = stream, fmt, list(class_names)
+        if fmt == "csv":
+            self.csv = csv.writer(stream, lineterminator="\n")
+            self.csv.writerow([*BASE_COLUMNS, *(f"prob_{n}" for n in self.class_names)])
+
+    def write(self, source) -> None:
+        for record, row in _face_rows(source, self.class_names):
+            if self.fmt == "csv":
+                self.csv.writerow(row)
+            else:
+                self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _output_stream(output):
+    """stdout, or a temporary file beside ``output`` renamed onto it only when all went well."""
+    if output is None:
+        yield click.get_text_stream("stdout")
+        return
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class HeatmapNamer:
+    """``DIR/<relative path>.png`` per image, ``DIR/<relative path minus suffix>/frame000123.png``
+    per video frame; a name already used in this run gets ``-2``, ``-3``, …"""
+
+    def __init__(self, folder):
+        self.folder, self.used = Path(folder), set()
+
+    def __call__(self, source) -> Path:
+        relative = Path(source.relative or Path(source.path).name)
+        base = relative.with_suffix("")
+        if source.frame is not None:
+            base = base / f"frame{source.frame:06d}"
+        stem = base.name
+        candidate, count = base.with_name(stem + ".png"), 1
+        while candidate in self.used:
+            count += 1
+            candidate = base.with_name(f"{stem}-{count}.png")
+        self.used.add(candidate)
+        return self.folder / candidate
+
+
+def _check_options(ctx, no_detect, output, heatmaps):
+    if no_detect:
+        for name in ("margin", "no_face"):
+            if ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
+                raise click.ClickException(f"--{name.replace('_', '-')} applies to detected faces; "
+                                           "it cannot be combined with --no-detect")
+    if output is not None:
+        path = Path(output)
+        if path.is_dir():
+            raise click.ClickException(f"--output {output} is a directory; give a file name")
+        if not path.parent.is_dir():
+            raise click.ClickException(f"--output {output}: folder {path.parent} does not exist")
+    if heatmaps is not None and Path(heatmaps).exists() and not Path(heatmaps).is_dir():
+        raise click.ClickException(f"--heatmaps {heatmaps} is a file; give a folder")
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
+              help="JSON lines (one object per face) or CSV with a header.")
+@click.option("--output", "-o", type=click.Path(), default=None, metavar="FILE",
+              help="Write the rows to this file (replaced only once all inputs are done) instead of stdout.")
+@click.option("--heatmaps", type=click.Path(), default=None, metavar="DIR",
+              help="Save each image with the attention of its faces overlaid (Fig. 8) in this folder.")
+@click.option("--heatmap-scale", type=click.Choice(SCALES), default="fixed", show_default=True,
+              help="Colours over tanh's fixed range (-1, 1), comparable across images, or each mask's own range.")
+@click.option("--no-detect", is_flag=True, help="The inputs are face crops: use each whole image as one face.")
+@click.option("--margin", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Grow each detected box by this fraction of its size per side (use training's value).")
+@click.option("--no-face", type=click.Choice(("skip", "whole")), default="skip", show_default=True,
+              help="For images without a detected face: skip them, or use the whole image.")
+@click.option("--every-n-frames", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Predict on frames 0, N, 2N, … of video inputs.")
+@click.option("--on-bad", type=click.Choice(("skip", "error")), default="skip", show_default=True,
+              help="Unreadable image or video: report it and go on, or stop.")
+@click.pass_context
+def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect, margin, no_face,
+            every_n_frames, on_bad):
+    """Predict the expression of each face in INPUTS with the DAM-CNN MODEL.
+
+    MODEL is a training run directory or a model.keras file with classes.json beside it.
+    INPUTS are image files, folders (searched recursively for images) and video files.
+    Faces are found and cropped as in training (§4.1.1); one row per face, with its box
+    (x, y, w, h), label and the probability of every class.
+    """
+    _check_options(ctx, no_detect, output, heatmaps)
+    try:
+        files = expand_inputs(inputs)
+        predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face)
+    except PredictError as err:
+        raise click.ClickException(str(err)) from None
+    report = PredictionReport()
+    name_heatmap = HeatmapNamer(heatmaps) if heatmaps is not None else None
+    stderr = click.get_text_stream("stderr")
+    try:
+        with _output_stream(output) as stream:
+            writer = RowWriter(stream, fmt, predictor.class_names)
+            bar_or_files = (click.progressbar(files, label="Predicting", file=stderr) if len(files) > 1
+                            else contextlib.nullcontext(files))
+            with bar_or_files as bar:
+                for item in bar:
+                    for source in predictor.iter_inputs([item], report, on_bad, every_n_frames,
+                                                        keep_images=heatmaps is not None):
+                        writer.write(source)
+                        if name_heatmap is not None and source.faces:
+                            drawn = draw_predictions(source.image, source.faces, scale=heatmap_scale)
+                            write_png(name_heatmap(source), drawn)
+    except (PredictError, ImageReadError, AttentionVizError) as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"cannot write {err.filename or output}: {err.strerror or err}") from None
+    for path, reason in report.bad:
+        click.echo(f"skipped unreadable {path}: {reason}", err=True)
+    action = "skipped" if no_face == "skip" else "whole image used"
+    for path in report.no_face:
+        click.echo(f"no face found in {path} ({action})", err=True)
+    click.echo(f"{len(files)} inputs: {report.summary()}" + (f"; rows in {output}" if output else ""), err=True)
+
+
+if __name__ == "__main__":
+    predict()

@@ -1,0 +1,380 @@
+"""Expression prediction with a trained DAM-CNN (paper Fig. 2) on images, folders and videos.
+
+Faces are found and cut out as training prepares them (§4.1.1, ``data.faces``): the Haar
+cascade finds every face, each box is grown by ``margin`` and resized to the model's input
+with the same ``resize_face``, so a face seen here reaches the model exactly as a training
+face did. Each face comes back with its class probabilities and SERD's attention mask ``M``
+(Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+from dam_cnn_tf.data.faces import NO_FACE_CHOICES, HaarFaceDetector, expand_box, resize_face
+from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
+from dam_cnn_tf.data.loading import ON_BAD_CHOICES
+from dam_cnn_tf.models.dam_cnn import ATTENTION, PROBABILITIES
+from dam_cnn_tf.viz.attention import SCALES, colorize_attention
+
+MODEL_FILE = "model.keras"
+CLASSES_FILE = "classes.json"
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
+
+
+class PredictError(ValueError):
+    """A model, class list, input path or option that prediction cannot use; one line naming it."""
+
+
+class VideoReadError(ImageReadError):
+    """A video file OpenCV cannot open or decode; one line naming the file."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, reason)
+        ValueError.__init__(self, f"cannot read video {self.path}: {self.reason}")
+
+
+def _one_line(text, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
+    """``RUN_DIR/model.keras`` for a run directory, the path itself for a model file."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / MODEL_FILE
+        if not path.is_file():
+            raise PredictError(f"{model}: no {MODEL_FILE} in this run directory (has training finished?)")
+    elif not path.is_file():
+        raise PredictError(f"model {model} does not exist")
+    return path
+
+
+def load_dam_cnn(path: Union[str, os.PathLike]):
+    """Load a saved DAM-CNN inference model safely (no arbitrary code) and check its outputs."""
+    import keras
+
+    import dam_cnn_tf  # noqa: F401  registers the package's serializable layers and models
+
+    path = Path(path)
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # any failure here means the file is no usable Keras model
+        raise PredictError(f"{path}: not a loadable Keras model ({_one_line(err, 200)})") from None
+    outputs = model.output if isinstance(model.output, dict) else None
+    if outputs is None or not {PROBABILITIES, ATTENTION} <= set(outputs):
+        raise PredictError(f"{path}: not a DAM-CNN inference model (it must output "
+                           f"'{PROBABILITIES}' and '{ATTENTION}', as build_dam_cnn's model does)")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3]:
+        raise PredictError(f"{path}: the model must take RGB images of a fixed size (None, H, W, 3), "
+                           f"its input shape is {shape}")
+    return model
+
+
+def load_class_names(model_path: Union[str, os.PathLike], num_classes: int) -> list:
+    """The class names from ``classes.json`` beside the model (training writes it to the run directory)."""
+    path = Path(model_path).parent / CLASSES_FILE
+    if not path.is_file():
+        raise PredictError(f"{path} not found: the model's class names are written there by training")
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))["class_names"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise PredictError(f"{path}: not a class list of the form {{\"class_names\": [...]}} "
+                           f"({_one_line(err, 120)})") from None
+    return check_class_names(names, num_classes, path)
+
+
+def check_class_names(names, num_classes: int, where) -> list:
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise PredictError(f"{where}: class names must be a list of non-empty strings")
+    if len(names) != num_classes:
+        raise PredictError(f"{where}: {len(names)} class names for a model with {num_classes} classes")
+    if len(set(names)) != len(names):
+        raise PredictError(f"{where}: class names must be unique, got {list(names)}")
+    return list(names)
+
+
+@dataclasses.dataclass
+class FacePrediction:
+    """One face: ``box`` ``(x, y, w, h)`` as detected (the whole image when ``detected`` is
+    false), ``region`` ``(x0, y0, x1, y1)`` the part of the image the model saw (box grown by
+    the margin), the predicted ``label`` and ``class_id``, ``probabilities`` per class name and
+    SERD's ``attention`` mask ``(h, w)`` over ``region``."""
+
+    box: tuple
+    region: tuple
+    label: str
+    class_id: int
+    probabilities: dict
+    attention: np.ndarray
+    detected: bool
+
+
+@dataclasses.dataclass
+class SourcePrediction:
+    """The faces of one image, or one frame of a video (``frame`` index, ``timestamp`` in seconds).
+
+    ``relative`` is the path relative to the folder it was found in (its name for a file given
+    directly); ``image`` is kept (RGB uint8) only when asked for, e.g. to draw heat maps."""
+
+    path: str
+    faces: list
+    frame: Optional[int] = None
+    timestamp: Optional[float] = None
+    relative: str = ""
+    image: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
+class PredictionReport:
+    """Everything ``predict_paths`` did: ``results`` per image or frame, ``bad`` ``(path, reason)``
+    for unreadable files, ``no_face`` for images and frames where no face was found."""
+
+    results: list = dataclasses.field(default_factory=list)
+    bad: list = dataclasses.field(default_factory=list)
+    no_face: list = dataclasses.field(default_factory=list)
+
+    @property
+    def num_faces(self) -> int:
+        return sum(len(r.faces) for r in self.results)
+
+    def summary(self) -> str:
+        """One line for logs."""
+        return (f"{len(self.results)} images or frames, {self.num_faces} faces, "
+                f"{len(self.no_face)} without a detected face, {len(self.bad)} unreadable")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """A file to predict on: ``kind`` is ``"image"`` or ``"video"``; ``relative`` as in ``SourcePrediction``."""
+
+    path: Path
+    kind: str
+    relative: str
+
+
+def input_kind(path: Union[str, os.PathLike]) -> str:
+    """``"video"`` for the video extensions OpenCV reads, ``"image"`` otherwise."""
+    return "video" if Path(path).suffix.lower() in VIDEO_EXTENSIONS else "image"
+
+
+def expand_inputs(paths: Iterable[Union[str, os.PathLike]]) -> List[InputFile]:
+    """Files given directly, and the image files under folders given (recursively, sorted).
+
+    A missing path, or a folder without any image, raises ``PredictError`` naming it. Folders
+    contribute images only; name video files directly.
+    """
+    files = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and has_image_extension(p)
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                raise PredictError(f"folder {given} holds no image files")
+            files.extend(InputFile(p, "image", p.relative_to(path).as_posix()) for p in found)
+        elif path.is_file():
+            files.append(InputFile(path, input_kind(path), path.name))
+        else:
+            raise PredictError(f"input {given} does not exist")
+    return files
+
+
+class Predictor:
+    """Predicts expressions with a saved DAM-CNN inference model.
+
+    ``model``: a run directory (holding ``model.keras`` and ``classes.json``) or a ``.keras``
+    file with ``classes.json`` beside it. ``detect``: find faces with the Haar cascade (§4.1.1);
+    without it, the whole image is one face (for images that are face crops already).
+    ``margin``: fraction of the box added on each side, as in training's ``FacePreparer``.
+    ``no_face``: ``"skip"`` an image without a detected face, or use the ``"whole"`` image.
+    ``detector``: any callable grey ``uint8`` image -> ``(n, 4)`` boxes (default ``HaarFaceDetector()``).
+    ``class_names`` replaces ``classes.json``.
+    """
+
+    def __init__(self, model: Union[str, os.PathLike], detect: bool = True, margin: float = 0.0,
+                 no_face: str = "skip", *, detector: Optional[Callable] = None,
+                 class_names: Optional[Sequence[str]] = None, max_pixels: Optional[int] = None,
+                 batch_size: int = 32):
+        if no_face not in NO_FACE_CHOICES:
+            raise PredictError(f"no_face must be one of {', '.join(map(repr, NO_FACE_CHOICES))}, got {no_face!r}")
+        if not np.isfinite(margin) or margin < 0:
+            raise PredictError(f"margin must be a non-negative number, got {margin!r}")
+        if batch_size < 1:
+            raise PredictError(f"batch_size must be positive, got {batch_size!r}")
+        self.model_path = resolve_model_path(model)
+        self.model = load_dam_cnn(self.model_path)
+        num_classes = int(self.model.output[PROBABILITIES].shape[-1])
+        if class_names is None:
+            self.class_names = load_class_names(self.model_path, num_classes)
+        else:
+            self.class_names = check_class_names(list(class_names), num_classes, "class_names")
+        self.input_size = tuple(int(s) for s in self.model.input_shape[1:3])
+        self.detect, self.margin, self.no_face = detect, float(margin), no_face
+        self.detector = (detector or HaarFaceDetector()) if detect else None
+        self.max_pixels, self.batch_size = max_pixels, batch_size
+
+    # -- one image ---------------------------------------------------------------------------
+
+    def face_regions(self, rgb: np.ndarray) -> list:
+        """``(box, region, detected)`` for each face of an RGB image, largest first (the face
+        training would keep); ``[]`` when none is found and ``no_face="skip"``."""
+        height, width = rgb.shape[:2]
+        whole = ((0, 0, width, height), (0, 0, width, height), False)
+        if self.detector is None:
+            return [whole]
+        boxes = np.asarray(self.detector(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))).reshape(-1, 4)
+        if not len(boxes):
+            return [whole] if self.no_face == "whole" else []
+        order = np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")
+        return [(tuple(int(v) for v in boxes[i]), expand_box(boxes[i], self.margin, width, height), True)
+                for i in order]
+
+    def crop(self, rgb: np.ndarray, region: tuple) -> np.ndarray:
+        """The model's input for one face: the region, resized as training's ``resize_face`` does."""
+        x0, y0, x1, y1 = region
+        return resize_face(rgb[y0:y1, x0:x1], self.input_size)
+
+    def predict_faces(self, faces: np.ndarray) -> tuple:
+        """``(probabilities (n, K), attention (n, h, w))`` for face crops ``(n, H, W, 3)`` uint8."""
+        probabilities, attention = [], []
+        for start in range(0, len(faces), self.batch_size):
+            batch = np.asarray(faces[start:start + self.batch_size], dtype=np.float32)
+            out = self.model.predict_on_batch(batch)
+            probabilities.append(np.asarray(out[PROBABILITIES], dtype=np.float32))
+            attention.append(np.asarray(out[ATTENTION], dtype=np.float32))
+        return np.concatenate(probabilities), np.concatenate(attention)
+
+    def predict_image(self, rgb: np.ndarray) -> List[FacePrediction]:
+        """Every face of an RGB (or grey) ``uint8`` image with its prediction; see ``face_regions``."""
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8:
+            raise PredictError(f"images must be uint8, got {rgb.dtype}")
+        if rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[-1] == 1):
+            rgb = cv2.cvtColor(rgb.reshape(rgb.shape[:2]), cv2.COLOR_GRAY2RGB)
+        if rgb.ndim != 3 or rgb.shape[-1] != 3 or min(rgb.shape[:2]) < 1:
+            raise PredictError(f"images must be (H, W, 3) RGB or (H, W) grey, got shape {rgb.shape}")
+        regions = self.face_regions(rgb)
+        if not regions:
+            return []
+        probabilities, attention = self.predict_faces(np.stack([self.crop(rgb, r) for _, r, _ in regions]))
+        faces = []
+        for (box, region, detected), probs, mask in zip(regions, probabilities, attention):
+            class_id = int(np.argmax(probs))
+            faces.append(FacePrediction(
+                box=box, region=tuple(int(v) for v in region), label=self.class_names[class_id], class_id=class_id,
+                probabilities={n: float(p) for n, p in zip(self.class_names, probs)}, attention=mask,
+                detected=detected))
+        return faces
+
+    # -- files -------------------------------------------------------------------------------
+
+    def iter_video(self, path: Union[str, os.PathLike], every_n_frames: int = 1, keep_images: bool = False,
+                   relative: Optional[str] = None) -> Iterator[SourcePrediction]:
+        """Predictions for frames 0, n, 2n, … of a video read with ``cv2.VideoCapture``.
+
+        Raises ``VideoReadError`` when the file cannot be opened or no frame decodes.
+        """
+        if int(every_n_frames) < 1:
+            raise PredictError(f"every_n_frames must be a positive integer, got {every_n_frames!r}")
+        if not Path(path).is_file():
+            raise VideoReadError(path, "no such file")
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise VideoReadError(path, "OpenCV cannot open it as a video")
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            index = 0
+            while True:
+                if index % every_n_frames:
+                    if not capture.grab():  # skipped frames are not decoded
+                        break
+                else:
+                    ok, frame = capture.read()
+                    if not ok:
+                        break
+                    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                    yield SourcePrediction(str(path), self.predict_image(rgb), frame=index,
+                                           timestamp=index / fps if fps and fps > 0 else None,
+                                           relative=relative or Path(path).name, image=rgb if keep_images else None)
+                index += 1
+            if index == 0:
+                raise VideoReadError(path, "no frame could be decoded")
+        finally:
+            capture.release()
+
+    def predict_video(self, path: Union[str, os.PathLike], every_n_frames: int = 1) -> List[SourcePrediction]:
+        """``iter_video`` as a list."""
+        return list(self.iter_video(path, every_n_frames))
+
+    def iter_inputs(self, files: Sequence[InputFile], report: PredictionReport, on_bad: str = "skip",
+                    every_n_frames: int = 1, keep_images: bool = False) -> Iterator[SourcePrediction]:
+        """Predictions for ``expand_inputs``' files, one image or frame at a time.
+
+        Unreadable files are recorded in ``report.bad`` and skipped (``on_bad="skip"``) or raise
+        their one-line ``ImageReadError`` (``"error"``); sources without a face go to
+        ``report.no_face``. Results are not stored in ``report``; the caller keeps what it needs.
+        """
+        if on_bad not in ON_BAD_CHOICES:
+            raise PredictError(f"on_bad must be one of {', '.join(map(repr, ON_BAD_CHOICES))}, got {on_bad!r}")
+        for item in files:
+            try:
+                if item.kind == "video":
+                    sources = self.iter_video(item.path, every_n_frames, keep_images, item.relative)
+                else:
+                    rgb = read_image(item.path, self.max_pixels)
+                    sources = [SourcePrediction(str(item.path), self.predict_image(rgb), relative=item.relative,
+                                                image=rgb if keep_images else None)]
+                for source in sources:
+                    if not source.faces or not source.faces[0].detected and self.detect:
+                        report.no_face.append(source.path if source.frame is None
+                                              else f"{source.path}#frame={source.frame}")
+                    yield source
+            except ImageReadError as err:  # VideoReadError too
+                if on_bad == "error":
+                    raise
+                report.bad.append((err.path, err.reason))
+
+    def predict_paths(self, paths: Iterable[Union[str, os.PathLike]], on_bad: str = "skip",
+                      every_n_frames: int = 1) -> PredictionReport:
+        """Predictions for image files, folders of images (recursive) and video files."""
+        report = PredictionReport()
+        report.results.extend(self.iter_inputs(expand_inputs(paths), report, on_bad, every_n_frames))
+        return report
+
+
+def draw_predictions(image: np.ndarray, faces: Sequence[FacePrediction], alpha: float = 0.5,
+                     colormap: int = cv2.COLORMAP_JET, scale: str = "fixed") -> np.ndarray:
+    """The image with each face's attention heat map blended over the region the model saw
+    (Fig. 8), the detected box outlined and the label written above it. uint8 RGB."""
+    if scale not in SCALES:
+        raise PredictError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise PredictError(f"alpha must lie in [0, 1], got {alpha!r}")
+    out = np.array(image, dtype=np.uint8, copy=True)
+    for face in faces:
+        x0, y0, x1, y1 = face.region
+        if x1 <= x0 or y1 <= y0:
+            continue
+        heat = colorize_attention(face.attention, (y1 - y0, x1 - x0), colormap, scale)
+        out[y0:y1, x0:x1] = cv2.addWeighted(out[y0:y1, x0:x1], 1.0 - alpha, heat, alpha, 0.0)
+    for face in faces:
+        x, y, w, h = face.box
+        if face.detected:
+            cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), 1)
+        text = f"{face.label} {face.probabilities[face.label]:.2f}"
+        scale_text = max(0.3, min(1.0, w / 200.0))
+        (_, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale_text, 1)
+        origin = (x + 2, max(text_height + 1, y - baseline - 1) if face.detected else text_height + 2)
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale_text, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale_text, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
