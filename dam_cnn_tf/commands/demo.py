@@ -12,23 +12,25 @@ from dam_cnn_tf.commands.common import handle_user_errors
 # A configuration that trains in minutes on two CPU cores: a compact backbone (no pretrained
 # VGG-Face weights exist offline), 64x64 faces, narrower MPAE and FC layers. The paper's
 # structure, losses, routing and λ are unchanged; learning rates are raised for the short run.
+# A narrow sigmoid encoder saturates under the reconstruction losses (most units stuck near
+# 1), so the code stays wide relative to the features (1024 for 8x8x64 = 4096).
 DEMO_CONFIG = dict(
     input_size=64,
     backbone="compact",
-    fc_units=128,
-    encoder_units=256,
+    fc_units=256,
+    encoder_units=1024,
     num_paths=3,
     dropout=0.3,
     alpha_s=3e-3,
     alpha_m=1e-3,
     alpha_fc=1e-3,
-    stage1_epochs=25,
+    stage1_epochs=30,
     stage2_epochs=30,
     stage1_batch_size=32,
     stage2_batch_size=32,
     patience=8,
 )
-DEMO_SUBJECTS = 24
+DEMO_SUBJECTS = 32
 
 
 def synthetic_prepared(config, num_subjects: int = DEMO_SUBJECTS, images_per_class: int = 3, seed: int = 0):
