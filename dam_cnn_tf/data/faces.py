@@ -152,7 +152,7 @@ class FacePreparer:
         if sample.image is not None:
             data, digest = None, array_digest(sample.image)
         else:
-            data = read_file_bytes(sample.path)
+            data = read_file_bytes(sample.path, self.max_pixels)
             digest = content_digest(data)
         key = cache_key(digest, self.params())
         if self.cache is not None:

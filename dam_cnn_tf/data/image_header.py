@@ -93,7 +93,9 @@ def _tiff(data: bytes) -> ImageHeader:
         tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
             fmt = order + ("H" if kind == 3 else "I")
-            size[tag] = struct.unpack(fmt, data[entry + 8:entry + 8 + struct.calcsize(fmt)])[0]
+            value = struct.unpack(fmt, data[entry + 8:entry + 8 + struct.calcsize(fmt)])[0]
+            # A repeated tag: decoders differ on which copy wins, so judge by the largest.
+            size[tag] = max(value, size.get(tag, 0))
     if 256 not in size or 257 not in size:
         raise HeaderError("TIFF directory lacks width or length")
     return ImageHeader("tiff", size[256], size[257])
