@@ -15,7 +15,9 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from dam_cnn_tf.data.image_header import HEADER_PREFIX_BYTES, HeaderError, ImageHeader, probe_header
+from dam_cnn_tf.data.image_header import (
+    HEADER_PREFIX_BYTES, HeaderError, ImageHeader, gif_first_frame, probe_header,
+)
 
 # Twice a 6000x4000 photo; far above any face dataset of §4.1.1. Per-call ``max_pixels`` overrides it.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -145,9 +147,19 @@ def decode_image(data: bytes, name="<bytes>", max_pixels: Optional[int] = None) 
     Raises ``ImageReadError`` naming ``name``.
     """
     header = check_header(data, name, max_pixels)
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     # libjpeg fills a truncated scan with grey and only warns: require the end-of-image marker.
     if header.format == "jpeg" and b"\xff\xd9" not in data[-1024:]:
         raise ImageReadError(name, "truncated JPEG data (no end-of-image marker)")
+    if header.format == "gif":
+        # Likewise OpenCV fills a truncated GIF frame with the background; and a frame may
+        # declare a size beyond the logical screen the header gives.
+        try:
+            width, height = gif_first_frame(data)
+        except HeaderError as err:
+            raise ImageReadError(name, str(err)) from None
+        if width * height > limit:
+            raise ImageReadError(name, f"its first frame declares {width}x{height} pixels, above the limit of {limit}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
@@ -157,7 +169,7 @@ def decode_image(data: bytes, name="<bytes>", max_pixels: Optional[int] = None) 
         image = _decode_gif_with_videocapture(data)
     if image is None or image.size == 0:
         raise ImageReadError(name, f"corrupt or truncated {header.format.upper()} data")
-    if image.shape[0] * image.shape[1] > (DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
+    if image.shape[0] * image.shape[1] > limit:
         raise ImageReadError(name, f"decodes to {image.shape[1]}x{image.shape[0]}, above the pixel limit")
     return _to_rgb(image)
 
