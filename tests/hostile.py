@@ -135,7 +135,7 @@ def mutated_images(draw, sources=None):
 
 
 MAGICS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"GIF87a", b"BM", b"II*\x00", b"MM\x00*",
-          b"RIFF\x00\x00\x00\x00WEBPVP8X", b"RIFF\x00\x00\x00\x00WEBPVP8L", b"P5\n", b"P6 ", b"P1\t")
+          b"PK\x03\x04", b"RIFF\x00\x00\x00\x00WEBPVP8X", b"RIFF\x00\x00\x00\x00WEBPVP8L", b"P5\n", b"P6 ", b"P1\t")
 
 
 def random_payloads():

@@ -156,7 +156,7 @@ class FacePreparer:
             digest = content_digest(data)
         key = cache_key(digest, self.params())
         if self.cache is not None:
-            cached = self.cache.get(key)
+            cached = self.cache.get(key, shape=(*self.size, 3))
             if cached is not None:
                 report.cache_hits += 1
                 return cached
