@@ -21,7 +21,7 @@ import dam_cnn_tf
 from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd
 from dam_cnn_tf.data.face_cache import FaceCache
 from dam_cnn_tf.data.feature_cache import FeatureCache, FeatureCacheError, write_feature_cache
-from dam_cnn_tf.models.model_file import ModelFileError, load_model_file
+from dam_cnn_tf.models.model_file import ModelFileError, load_model_file, unsafe_config_entry
 from dam_cnn_tf.weights.convert import load_backbone_weights, read_converted, read_weights
 from dam_cnn_tf.weights.errors import WeightsError
 from dam_cnn_tf.weights.hdf5 import MAX_ARRAY_VALUES
@@ -124,6 +124,7 @@ def test_lambda_layer_bytecode_is_refused_even_when_unsafe_mode_is_on(tmp_path, 
 
 def test_config_naming_a_function_outside_keras_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", loss=keras.losses.mean_squared_error)  # a Keras function in the config is fine
     good = tmp_path / "good.keras"
     model.save(good)
     bad = tmp_path / "bad.keras"
@@ -140,6 +141,8 @@ def test_config_naming_a_function_outside_keras_is_refused(tmp_path):
         load_model_file(bad)
     _one_line(info.value, bad)
     assert isinstance(load_model_file(good), keras.Model)
+    assert unsafe_config_entry({"module": "builtins", "class_name": "eval", "config": {}}) is not None
+    assert isinstance(load_model_file(good, compile=True), keras.Model)
 
 
 def test_a_dam_cnn_model_round_trips_through_the_safe_loader(tmp_path):

@@ -36,7 +36,9 @@ class ModelFileError(ValueError):
 
 
 _TRUSTED_MODULES = ("keras", "dam_cnn_tf")
-_CODE_CLASSES = ("Lambda", "__lambda__", "function")
+# Keras functions (e.g. a loss given as ``keras.losses.mean_squared_error``) are fine: only
+# their module decides; a Lambda carries bytecode whatever its module.
+_CODE_CLASSES = ("Lambda", "__lambda__")
 
 
 def unsafe_config_entry(config) -> str | None:
@@ -48,7 +50,10 @@ def unsafe_config_entry(config) -> str | None:
             if node.get("class_name") in _CODE_CLASSES:
                 return f"a {node['class_name']} entry"
             module = node.get("module")
-            if isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES:
+            # Keras writes its own functions (a loss, an activation) as module "builtins",
+            # class "function", and looks their name up among Keras' modules only.
+            keras_function = module == "builtins" and node.get("class_name") == "function"
+            if isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES and not keras_function:
                 return f"an object from module {module!r}"
             stack.extend(node.values())
         elif isinstance(node, list):
