@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,9 +20,10 @@ CKPLUS_CODES = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", 
 def _read_code(path: Path) -> str:
     try:
         value = float(path.read_text().split()[0])
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, ValueError):  # ValueError also covers undecodable bytes
         raise DatasetFormatError(path, "expected one emotion code 0-7") from None
-    if value != int(value) or not 0 <= value < len(CKPLUS_CODES):
+    # NaN and infinity parse as floats but are no code; test before int() would raise on them.
+    if not math.isfinite(value) or value != int(value) or not 0 <= value < len(CKPLUS_CODES):
         raise DatasetFormatError(path, f"emotion code must be an integer 0-7, got {value}")
     return CKPLUS_CODES[int(value)]
 

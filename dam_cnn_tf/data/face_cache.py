@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -51,16 +52,20 @@ class FaceCache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> Optional[tuple]:
-        """``(face, found)`` stored under ``key``, or ``None``; an unreadable entry is a miss."""
+    def get(self, key: str, shape: Optional[tuple] = None) -> Optional[tuple]:
+        """``(face, found)`` stored under ``key``, or ``None``; an unreadable entry, or one that
+        is not a uint8 face of ``shape`` (when given), is a miss and will be overwritten."""
         path = self._path(key)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return stored["face"], bool(stored["found"])
-        except (OSError, ValueError, KeyError):
+                face, found = stored["face"], stored["found"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # ValueError: object arrays
             return None
+        if face.dtype != np.uint8 or (shape is not None and face.shape != tuple(shape)) or found.shape != ():
+            return None
+        return face, bool(found)
 
     def put(self, key: str, face: np.ndarray, found: bool) -> None:
         """Store ``(face, found)`` under ``key`` atomically."""

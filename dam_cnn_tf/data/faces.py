@@ -152,11 +152,11 @@ class FacePreparer:
         if sample.image is not None:
             data, digest = None, array_digest(sample.image)
         else:
-            data = read_file_bytes(sample.path)
+            data = read_file_bytes(sample.path, self.max_pixels)
             digest = content_digest(data)
         key = cache_key(digest, self.params())
         if self.cache is not None:
-            cached = self.cache.get(key)
+            cached = self.cache.get(key, shape=(*self.size, 3))
             if cached is not None:
                 report.cache_hits += 1
                 return cached

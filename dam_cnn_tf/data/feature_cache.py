@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -30,6 +31,15 @@ def _paths(path) -> tuple[Path, Path]:
     if path.suffix != ".npy":
         path = path.with_name(path.name + ".npy")
     return path, path.with_suffix(".json")
+
+
+def _one_line(error) -> str:
+    return " ".join(str(error).split())
+
+
+def _is_count(value) -> bool:
+    """A non-negative JSON integer (``bool`` is an ``int`` in Python, but not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _split_batch(batch):
@@ -90,27 +100,35 @@ class FeatureCache:
             dtype = metadata["dtype"]
             stored_fingerprint = metadata["fingerprint"]
             version = metadata["version"]
+            feature_shape = tuple(metadata["feature_shape"])
+            labels = metadata.get("labels")
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise FeatureCacheError(f"{meta_path}: unreadable feature-cache metadata ({err})") from None
+            raise FeatureCacheError(f"{meta_path}: unreadable feature-cache metadata ({_one_line(err)})") from None
         if version != CACHE_FORMAT_VERSION:
-            raise FeatureCacheError(f"{meta_path}: cache format {version}, this version reads {CACHE_FORMAT_VERSION}")
+            raise FeatureCacheError(f"{meta_path}: cache format {version!r}, this version reads {CACHE_FORMAT_VERSION}")
+        # The JSON is data from disk: check every field's type before it reaches NumPy.
+        if not (len(shape) == 2 and all(_is_count(n) for n in shape) and dtype in _DTYPES
+                and isinstance(stored_fingerprint, str) and all(_is_count(n) for n in feature_shape)
+                and int(np.prod(feature_shape)) == shape[1]):
+            raise FeatureCacheError(f"{meta_path}: inconsistent feature-cache metadata (shape, dtype or feature_shape)")
+        if labels is not None and not (isinstance(labels, list) and len(labels) == shape[0]
+                                       and all(_is_count(n) for n in labels)):
+            raise FeatureCacheError(f"{meta_path}: labels must be {shape[0]} non-negative integers")
         if fingerprint is not None and fingerprint != stored_fingerprint:
             raise FeatureCacheError(
                 f"{npy}: stale feature cache (fingerprint {stored_fingerprint!r}, expected {fingerprint!r})"
             )
         try:
             features = np.load(npy, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise FeatureCacheError(f"{npy}: cannot read features ({err})") from None
-        if features.shape != shape or features.dtype != np.dtype(dtype):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: empty; BadZipFile: "PK..."
+            raise FeatureCacheError(f"{npy}: cannot read features ({_one_line(err)})") from None
+        if not isinstance(features, np.ndarray) or features.shape != shape or features.dtype != np.dtype(dtype):
             raise FeatureCacheError(
-                f"{npy}: holds {features.shape} {features.dtype}, metadata says {shape} {dtype}"
+                f"{npy}: holds {getattr(features, 'shape', '?')} {getattr(features, 'dtype', type(features).__name__)}"
+                f", metadata says {shape} {dtype}"
             )
-        labels = metadata.get("labels")
         if labels is not None:
             labels = np.asarray(labels, dtype=np.int64)
-            if labels.shape != (shape[0],):
-                raise FeatureCacheError(f"{meta_path}: {labels.shape[0]} labels for {shape[0]} feature rows")
         return cls(npy, features, labels, metadata)
 
 

@@ -24,7 +24,7 @@ FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", 
 def _parse_pixels(text: str, where) -> np.ndarray:
     try:
         values = np.array(text.split(), dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a value beyond int64
         raise ImageReadError(where, "pixels are not integers") from None
     if values.size != FER2013_SIDE * FER2013_SIDE:
         raise ImageReadError(where, f"expected {FER2013_SIDE * FER2013_SIDE} pixel values, got {values.size}")

@@ -49,6 +49,51 @@ def _bmp(data: bytes) -> ImageHeader:
     return ImageHeader("bmp", abs(width), abs(height))
 
 
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    """The position after a chain of GIF data sub-blocks (length byte, bytes; 0 ends it)."""
+    while True:
+        if pos >= len(data):
+            raise HeaderError("truncated GIF data (a block runs past the end)")
+        length = data[pos]
+        pos += 1 + length
+        if length == 0:
+            return pos
+
+
+def gif_first_frame(data: bytes) -> tuple:
+    """``(width, height)`` of the first frame of a whole GIF file, after checking that all of
+    its data is present.
+
+    OpenCV decodes a GIF cut short inside its pixel data without complaint, filling the rest
+    with the background; walking the block structure (GIF89a spec, sections 17-24) finds
+    such a file. Raises ``HeaderError``.
+    """
+    if len(data) < 13:
+        raise HeaderError("GIF header cut short")
+    pos = 13
+    if data[10] & 0x80:  # global colour table of 3 * 2^(n+1) bytes
+        pos += 3 * (2 << (data[10] & 0x07))
+    while pos < len(data):
+        introducer = data[pos]
+        if introducer == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif introducer == 0x2C:  # image descriptor
+            if pos + 10 > len(data):
+                break
+            width, height = struct.unpack("<HH", data[pos + 5:pos + 9])
+            flags = data[pos + 9]
+            pos += 10
+            if flags & 0x80:  # local colour table
+                pos += 3 * (2 << (flags & 0x07))
+            _skip_sub_blocks(data, pos + 1)  # after the LZW minimum code size
+            return width, height
+        elif introducer == 0x3B:  # trailer before any image
+            raise HeaderError("GIF holds no image")
+        else:
+            raise HeaderError(f"GIF block of unknown type 0x{introducer:02x}")
+    raise HeaderError("truncated GIF data (no complete image)")
+
+
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
 _JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -93,7 +138,9 @@ def _tiff(data: bytes) -> ImageHeader:
         tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
             fmt = order + ("H" if kind == 3 else "I")
-            size[tag] = struct.unpack(fmt, data[entry + 8:entry + 8 + struct.calcsize(fmt)])[0]
+            value = struct.unpack(fmt, data[entry + 8:entry + 8 + struct.calcsize(fmt)])[0]
+            # A repeated tag: decoders differ on which copy wins, so judge by the largest.
+            size[tag] = max(value, size.get(tag, 0))
     if 256 not in size or 257 not in size:
         raise HeaderError("TIFF directory lacks width or length")
     return ImageHeader("tiff", size[256], size[257])

@@ -123,15 +123,30 @@ def canonical_split(name: str) -> Optional[str]:
     return _SPLIT_ALIASES.get(key)
 
 
-def safe_join(root, relative: str, where) -> Path:
-    """``root / relative``, refusing absolute paths and ``..`` that would leave ``root``."""
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def safe_join(root, relative: str, where, *, allow_external_links: bool = False) -> Path:
+    """``root / relative``, refusing absolute paths, ``..`` that would leave ``root`` and,
+    unless ``allow_external_links``, symbolic links (of the file or of a folder on the way)
+    that lead outside ``root``. A file that does not exist yet is judged by its name alone.
+    """
     rel = str(relative).strip().replace("\\", "/")
     if not rel:
         raise DatasetFormatError(where, "empty path")
+    if "\0" in rel:
+        raise DatasetFormatError(where, f"path {rel!r} holds a NUL character")
     joined = os.path.normpath(os.path.join(str(root), rel))
     root_norm = os.path.normpath(str(root))
-    if os.path.isabs(rel) or os.path.commonpath([root_norm, joined]) != root_norm:
+    if os.path.isabs(rel) or not _inside(root_norm, joined):
         raise DatasetFormatError(where, f"path {rel!r} escapes the dataset root {root_norm}")
+    if not allow_external_links:
+        real_root, real = os.path.realpath(root_norm), os.path.realpath(joined)
+        if not _inside(real_root, real):
+            raise DatasetFormatError(
+                where, f"path {rel!r} is a link to {real}, outside the dataset root {real_root} "
+                       "(pass allow_external_links=True to follow such links)")
     return Path(joined)
 
 

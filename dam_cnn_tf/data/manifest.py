@@ -17,27 +17,39 @@ _RESERVED = ("path", "label", "subject", "split")
 
 def read_csv_rows(csv_path) -> tuple:
     """``(header, rows)`` of a CSV file as dicts; a missing or empty file raises ``DatasetFormatError``."""
+    rows = []
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            rows = list(reader)
+            for row in reader:
+                # DictReader files surplus fields under the key None: a row longer than the header.
+                if None in row:
+                    raise DatasetFormatError(
+                        f"{csv_path}:{reader.line_num}",
+                        f"row has {len(reader.fieldnames) + len(row[None])} fields, the header has "
+                        f"{len(reader.fieldnames)}")
+                rows.append({k.strip(): (v or "").strip() for k, v in row.items()})
             header = [h.strip() for h in (reader.fieldnames or [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, ValueError, csv.Error) as err:  # ValueError: undecodable text, NUL in the name
+        if isinstance(err, DatasetFormatError):
+            raise
         raise DatasetFormatError(csv_path, f"cannot read CSV ({err})") from None
     if not header:
         raise DatasetFormatError(csv_path, "empty CSV file")
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
     return header, rows
 
 
 def load_manifest(csv_path, *, root=None, name: Optional[str] = None, on_bad: str = "skip",
                   unknown_labels: str = "error", check: str = "header",
-                  max_pixels: Optional[int] = None, required_attributes=()) -> LoadedDataset:
+                  max_pixels: Optional[int] = None, required_attributes=(),
+                  allow_external_links: bool = False) -> LoadedDataset:
     """Load a CSV manifest with columns ``path,label`` and optionally ``subject``, ``split``
     and any attribute columns (kept as strings in ``Sample.attributes``, e.g. ``gender``).
 
     Paths are relative to ``root`` (default: the CSV's folder); absolute paths and ``..``
-    that leave the root raise ``DatasetFormatError``. Labels map through
+    that leave the root raise ``DatasetFormatError``, and so do symbolic links that lead
+    outside it unless ``allow_external_links=True`` (e.g. a folder of links into a photo
+    archive kept elsewhere). Labels map through
     ``labels.canonical_label``; unknown ones raise unless ``unknown_labels="drop"``, which
     counts them in ``report.dropped_labels`` (e.g. Yale's ``sleepy`` and ``wink``).
     """
@@ -57,7 +69,7 @@ def load_manifest(csv_path, *, root=None, name: Optional[str] = None, on_bad: st
         label = map_label(row["label"], report, unknown_labels, where)
         if label is None:
             continue
-        path = safe_join(root, row["path"], where)
+        path = safe_join(root, row["path"], where, allow_external_links=allow_external_links)
         if not file_is_good(path, report, on_bad, check, max_pixels):
             continue
         split = row.get("split") or None

@@ -25,6 +25,7 @@ from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.caffe import read_caffemodel
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsError, WeightsFormatError, WeightsShapeError
+from dam_cnn_tf.weights.hdf5 import child, one_line, open_hdf5, read_array, text_list
 from dam_cnn_tf.weights.keras_h5 import read_deepface, read_keras_vggface
 from dam_cnn_tf.weights.matconvnet import MAT5_MAGIC, MAT73_MAGIC, read_matconvnet
 
@@ -58,11 +59,16 @@ def detect_format(path) -> str:
     if head in (MAT5_MAGIC, MAT73_MAGIC):
         return "matconvnet"
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as handle:
-            if handle.attrs.get("format") == CONVERTED_FORMAT:
-                raise WeightsFormatError(f"{path}: already converted; pass it to load_backbone_weights")
-            root = handle["model_weights"] if "model_weights" in handle else handle
-            names = {n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])}
+        with open_hdf5(path) as handle:
+            try:
+                if handle.attrs.get("format") == CONVERTED_FORMAT:
+                    raise WeightsFormatError(f"{path}: already converted; pass it to load_backbone_weights")
+                root = child(handle, "model_weights", h5py.Group, path, "/") if "model_weights" in handle else handle
+                names = set(text_list(root.attrs.get("layer_names", [])))
+            except (OSError, KeyError, ValueError, TypeError) as error:
+                if isinstance(error, WeightsFormatError):
+                    raise
+                raise WeightsFormatError(f"{path}: unreadable HDF5 weights file ({one_line(error)})") from None
         if "conv1_1" in names:
             return "keras-vggface"
         if names:
@@ -146,19 +152,25 @@ def read_converted(path) -> tuple[layout.Weights, dict]:
         raise WeightsFormatError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
         raise WeightsFormatError(f"{path}: not an HDF5 weights file; convert it first with convert_weights")
-    with h5py.File(path, "r") as handle:
-        if handle.attrs.get("format") != CONVERTED_FORMAT:
-            raise WeightsFormatError(
-                f"{path}: not a converted VGG-Face weights file; convert it first (damcnn-tf weights convert)"
-            )
-        attrs = dict(handle.attrs)
-        weights = {}
-        for name in layout.LAYER_NAMES:
-            if name in handle:
-                group = handle[name]
-                if "kernel" not in group or "bias" not in group:
-                    raise WeightsFormatError(f"{path}: layer {name} lacks its kernel or bias")
-                weights[name] = (np.asarray(group["kernel"]), np.asarray(group["bias"]))
+    with open_hdf5(path) as handle:
+        try:
+            if handle.attrs.get("format") != CONVERTED_FORMAT:
+                raise WeightsFormatError(
+                    f"{path}: not a converted VGG-Face weights file; convert it first (damcnn-tf weights convert)"
+                )
+            attrs = dict(handle.attrs)
+            weights = {}
+            for name in layout.LAYER_NAMES:
+                if name in handle:
+                    group = child(handle, name, h5py.Group, path, "/")
+                    if "kernel" not in group or "bias" not in group:
+                        raise WeightsFormatError(f"{path}: layer {name} lacks its kernel or bias")
+                    weights[name] = (read_array(group, "kernel", path, group.name),
+                                     read_array(group, "bias", path, group.name))
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            if isinstance(error, WeightsFormatError):
+                raise
+            raise WeightsFormatError(f"{path}: unreadable converted weights file ({one_line(error)})") from None
     return layout.validate(weights, path), attrs
 
 

@@ -23,31 +23,30 @@ import numpy as np
 from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.errors import WeightsFormatError
+from dam_cnn_tf.weights.hdf5 import child, one_line, open_hdf5, read_array, text_list
 
 COLOUR_ORDERS = ("rgb", "bgr")
 
 
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _weighted_layers(path) -> list[tuple[str, list[np.ndarray]]]:
     """``[(layer_name, [arrays...])]`` in model order, layers without weights left out."""
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise WeightsFormatError(f"{path}: not an HDF5 file ({error})") from None
-    with handle:
-        root = handle["model_weights"] if "model_weights" in handle else handle
-        if "layer_names" not in root.attrs:
-            raise WeightsFormatError(f"{path}: no 'layer_names' attribute: not a Keras 2 weights file")
-        layers = []
-        for layer_name in (_text(n) for n in root.attrs["layer_names"]):
-            group = root[layer_name]
-            names = [_text(n) for n in group.attrs.get("weight_names", [])]
-            if names:
-                layers.append((layer_name, [np.asarray(group[n], dtype=np.float32) for n in names]))
-        return layers
+    with open_hdf5(path) as handle:
+        try:
+            root = child(handle, "model_weights", h5py.Group, path, "/") if "model_weights" in handle else handle
+            if "layer_names" not in root.attrs:
+                raise WeightsFormatError(f"{path}: no 'layer_names' attribute: not a Keras 2 weights file")
+            layers = []
+            for layer_name in text_list(root.attrs["layer_names"]):
+                group = child(root, layer_name, h5py.Group, path, root.name)
+                names = text_list(group.attrs.get("weight_names", []))
+                if names:
+                    layers.append((layer_name, [read_array(group, n, path, group.name).astype(np.float32)
+                                                for n in names]))
+            return layers
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            if isinstance(error, WeightsFormatError):
+                raise
+            raise WeightsFormatError(f"{path}: unreadable Keras weights file ({one_line(error)})") from None
 
 
 def _kernel_and_bias(name, arrays, path):
