@@ -60,15 +60,13 @@ def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
 
 def load_dam_cnn(path: Union[str, os.PathLike]):
     """Load a saved DAM-CNN inference model safely (no arbitrary code) and check its outputs."""
-    import keras
-
-    import dam_cnn_tf  # noqa: F401  registers the package's serializable layers and models
+    from dam_cnn_tf.models.model_file import ModelFileError, load_model_file
 
     path = Path(path)
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # any failure here means the file is no usable Keras model
-        raise PredictError(f"{path}: not a loadable Keras model ({_one_line(err, 200)})") from None
+        model = load_model_file(path)
+    except ModelFileError as err:
+        raise PredictError(str(err)) from None
     outputs = model.output if isinstance(model.output, dict) else None
     if outputs is None or not {PROBABILITIES, ATTENTION} <= set(outputs):
         raise PredictError(f"{path}: not a DAM-CNN inference model (it must output "

@@ -61,3 +61,15 @@ def test_a_run_in_use_is_refused(tmp_path):
         result = invoke("train", "--run-dir", run.path, *TINY_OPTIONS, expect_ok=False)
     assert result.exit_code != 0
     assert "in use" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_tampered_backup_state_is_refused(tmp_path):
+    run = tmp_path / "run"
+    invoke("train", "--run-dir", run, "--stage", "1", *TINY_OPTIONS)
+    state = run / "stage1" / "backup" / "state.json"
+    (run / "state.json").write_text('{"completed": []}')  # make stage 1 run again, from its backup
+    for payload in ('{"epoch": 1, "weights": "../../elsewhere.weights.h5"}', '{"epoch": "1"}', "[]"):
+        state.write_text(payload)
+        result = invoke("train", "--resume", run, expect_ok=False)
+        assert result.exit_code != 0
+        assert "malformed training state" in result.output and str(state) in result.output

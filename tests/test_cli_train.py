@@ -27,6 +27,8 @@ def test_train_writes_a_complete_run(trained_run):
     assert split["val"] and not set(split["val"]) & set(split["train"])
     stage2 = (trained_run / "stage2/metrics.csv").read_text().splitlines()
     assert "path_2_loss" in stage2[0] and len(stage2) == 3
+    epochs = read_json(trained_run / "stage2/metrics.json")
+    assert [e["epoch"] for e in epochs] == [0, 1] and {"path_1_loss", "val_accuracy"} <= set(epochs[0])
 
 
 def test_validation_split_is_subject_independent(trained_run):

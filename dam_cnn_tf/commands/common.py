@@ -57,7 +57,7 @@ def handle_user_errors(command):
 
 
 def _click_type(field: dataclasses.Field):
-    hint = field.type if not isinstance(field.type, str) else eval(field.type, vars(typing))  # noqa: S307
+    hint = typing.get_type_hints(TrainConfig)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
     return {int: int, float: float, bool: bool}.get(base, str)
@@ -76,6 +76,8 @@ _HELP = {
     "alpha_fc": "learning rate of the MPVS-Net FC layers",
     "mixed_precision": "float16 or bfloat16 mixed precision (GPUs)",
     "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
+    "end_to_end": "stage 2 trains backbone, SERD, MPAE and head together (beyond the paper)",
+    "init_encoder_from_fc6": "start the MPAE encoder from stage 1's fc6 (needs equal widths)",
 }
 
 
@@ -169,17 +171,15 @@ def resolve_model_path(model) -> Path:
 
 
 def load_inference_model(model):
-    """The DAM-CNN inference model and its class names; Keras safe mode stays on."""
-    import keras
-
-    import dam_cnn_tf  # noqa: F401  (registers the custom layers)
+    """The DAM-CNN inference model and its class names; nothing in the file is executed."""
+    from dam_cnn_tf.models.model_file import ModelFileError, load_model_file
     from dam_cnn_tf.training.stages import load_class_names
 
     path = resolve_model_path(model)
     try:
-        loaded = keras.models.load_model(path, safe_mode=True)
-    except Exception as error:  # a damaged or foreign file: say so in one line
-        raise click.ClickException(f"MODEL {path}: not a loadable DAM-CNN model ({one_line(error)[:200]})") from None
+        loaded = load_model_file(path)
+    except ModelFileError as error:
+        raise click.ClickException(one_line(error)) from None
     try:
         names = load_class_names(path.parent)
     except FileNotFoundError as error:

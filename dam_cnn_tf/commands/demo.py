@@ -78,8 +78,23 @@ def demo(out, subjects, epochs, seed, quiet):
     result = run_fold(data, fold, config, run, verbose=0 if quiet else 2)
     chance = 1.0 / len(data.class_names)
     click.echo(f"Test accuracy on unseen subjects: {100 * result['accuracy']:.1f}% (chance {100 * chance:.1f}%)")
-    _write_predictions(run, data, fold.test[:14], config)
+    _write_predictions(run, data, _two_per_class(data, fold.test), config)
     click.echo(f"Written to {out}: model.keras, test_evaluation.json/.png, predictions.csv, attention.png")
+
+
+def _two_per_class(data, indices) -> np.ndarray:
+    """Two test faces of each class, of different people where possible."""
+    chosen = []
+    for label in range(len(data.class_names)):
+        seen = set()
+        for i in indices:
+            subject = data.dataset.samples[i].subject
+            if data.labels[i] == label and subject not in seen:
+                chosen.append(i)
+                seen.add(subject)
+            if len(seen) == 2:
+                break
+    return np.asarray(chosen, dtype=np.int64)
 
 
 def _write_predictions(run, data, indices, config) -> None:
@@ -87,13 +102,12 @@ def _write_predictions(run, data, indices, config) -> None:
     import csv
     import io
 
-    import keras
-
     from dam_cnn_tf.data.pipeline import image_dataset
+    from dam_cnn_tf.models.model_file import load_model_file
     from dam_cnn_tf.training.run_dir import atomic_write_text
     from dam_cnn_tf.viz.attention import attention_grid
 
-    model = keras.models.load_model(run.model_path)
+    model = load_model_file(run.model_path)
     out = model.predict(image_dataset(data.faces[indices], None, 32, config.input_size, preprocess=False), verbose=0)
     predicted = out["probabilities"].argmax(axis=1)
     text = io.StringIO()

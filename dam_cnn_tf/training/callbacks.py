@@ -12,11 +12,12 @@ import glob
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import keras
 
-from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text, temporary_sibling
+from dam_cnn_tf.training.run_dir import RunDirError, atomic_write_json, atomic_write_text, temporary_sibling
 
 
 def _read_json(path):
@@ -24,6 +25,27 @@ def _read_json(path):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+BACKUP_NAME = re.compile(r"epoch-\d{5}\.weights\.h5")
+
+
+def _checked_state(path, **fields):
+    """A state file's JSON with each field of the given type, or None if there is no file.
+
+    A file that is there but malformed (edited, or from a foreign source) is refused in one
+    line rather than trusted: its values choose which weights are loaded.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = _read_json(path)
+    ok = isinstance(state, dict) and all(
+        isinstance(state.get(name), kind) and not isinstance(state.get(name), bool) for name, kind in fields.items()
+    )
+    if not ok:
+        raise RunDirError(f"{path}: malformed training state; delete it to restart this stage")
+    return state
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -35,9 +57,9 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         self.state_path = self.final_path.with_name(self.final_path.name + ".json")
 
     def on_train_begin(self, logs=None):
-        state = _read_json(self.state_path)
+        state = _checked_state(self.state_path, best=(int, float))
         if state and self.final_path.exists():
-            self.best = state["best"]
+            self.best = float(state["best"])
 
     def _get_file_path(self, epoch, batch, logs):
         return str(temporary_sibling(self.final_path))
@@ -50,10 +72,17 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             atomic_write_json(self.state_path, {"best": float(self.best), "epoch": epoch + 1, "monitor": self.monitor})
 
 
+def _backup_state(backup_dir):
+    state = _checked_state(Path(backup_dir) / "state.json", epoch=int, weights=str)
+    if state is not None and (state["epoch"] < 0 or not BACKUP_NAME.fullmatch(state["weights"])):
+        raise RunDirError(f"{Path(backup_dir) / 'state.json'}: malformed training state; delete it to restart this stage")
+    return state
+
+
 def completed_epochs(backup_dir) -> int:
     """Epochs a backup holds: how many a (possibly resumed) ``fit`` has completed."""
-    state = _read_json(Path(backup_dir) / "state.json")
-    return int(state["epoch"]) if state else 0
+    state = _backup_state(backup_dir)
+    return state["epoch"] if state else 0
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -72,7 +101,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._load_model()
 
     def _load_model(self):
-        state = _read_json(self.state_path)
+        state = _backup_state(self.backup_path)
         if not state:
             return
         optimizer = self.model.optimizer
@@ -103,9 +132,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        state = _read_json(self.state_path)
+        state = _checked_state(self.state_path, wait=int, best=(int, float))
         if state:
-            self.wait, self.best = state["wait"], state["best"]
+            self.wait, self.best = state["wait"], float(state["best"])
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -136,7 +165,7 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """The loss became NaN or infinite; the message names the stage, epoch and batch."""
 
 
 class StopOnNaN(keras.callbacks.Callback):

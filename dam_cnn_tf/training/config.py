@@ -61,6 +61,7 @@ class TrainConfig:
     pair_attribute: Optional[str] = None
     resample_pairs: bool = False
     init_encoder_from_fc6: bool = False
+    end_to_end: bool = False
     stage2_epochs: int = 100
     stage2_batch_size: int = 32
     cache_dtype: str = "float32"

@@ -40,7 +40,7 @@ from dam_cnn_tf.training.callbacks import (
 )
 from dam_cnn_tf.training.config import TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
-from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, temporary_sibling
+from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_write_json, temporary_sibling
 
 
 @dataclasses.dataclass
@@ -77,7 +77,20 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     nan_stop.raise_if_failed()
     if best.exists():
         model.load_weights(best)  # the epoch with the lowest validation loss
+    _metrics_as_json(stage_dir / "metrics.csv", stage_dir / "metrics.json")
     return history, completed_epochs(stage_dir / "backup")
+
+
+def _metrics_as_json(csv_path: Path, json_path: Path) -> None:
+    """The per-epoch metrics also as JSON: a list of ``{"epoch": …, "loss": …, …}``."""
+    import csv
+
+    if not csv_path.exists():
+        return
+    with open(csv_path, newline="") as f:
+        rows = [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()}
+                for row in csv.DictReader(f)]
+    atomic_write_json(json_path, rows)
 
 
 def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
@@ -202,11 +215,15 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
             jit_compile=config.jit_compile,
         )
     if "stage2" in run.completed():
+        if config.end_to_end:
+            vgg_serd.load_weights(stage_dir / "vgg_serd.weights.h5")
         net.load_weights(stage_dir / "mpvs_net.weights.h5")
         return net
     net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
     if config.init_encoder_from_fc6:
         net.mpae.encoder.set_weights(vgg_serd.get_layer("fc6").get_weights())
+    if config.end_to_end:
+        return _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_paths, verbose)
     train_targets = _pair_targets(config, train, config.seed)
     val_targets = _pair_targets(config, val, config.seed + 1)
     train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
@@ -215,6 +232,20 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose)
     _atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
+    return net
+
+
+def _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_paths, verbose) -> MPVSNet:
+    from dam_cnn_tf.training.end_to_end import end_to_end_datasets, make_end_to_end
+
+    with make_strategy(config.strategy).scope():
+        model = make_end_to_end(salient_feature_model(vgg_serd), net, make_optimizer, config)
+    train_ds, val_ds = end_to_end_datasets(config, train, val, num_paths)
+    _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
+                     config.patience, verbose)
+    _atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
+    _atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
+    run.mark_completed("stage2", epochs=epochs, num_paths=num_paths, end_to_end=True)
     return net
 
 
