@@ -21,6 +21,9 @@ def _verdict(section: dict) -> str:
 
 
 def _rows(name: str, section: dict):
+    if "error" in section:
+        yield (name, "", "failed", section["error"], "", "", "")
+        return
     target = section.get("target")
     goal = f">= {target}x" if target else ""
     if name == "inference":
@@ -55,7 +58,7 @@ def _rows(name: str, section: dict):
             peak = result.get("peak_bytes")
             expected = result.get("expected", {}).get("training_bytes")
             detail = result.get("error") or (f"weights+Adam+grads {expected / GIB:.2f} GiB" if expected else "")
-            goal = "< 12 GiB" if probe == f"stage2_n{max(int(k.split('_n')[1]) for k in section['probes'] if '_n' in k)}" else ""
+            goal = "< 12 GiB" if probe == f"stage2_n{section['largest_num_paths']}" else ""
             yield (f"6 peak RSS [{probe}]", "GiB", _fmt(peak / GIB if peak else None), detail, "",
                    goal, _verdict(section) if goal else "")
 

@@ -1,4 +1,6 @@
-"""The measured sections of the suite. Each returns a JSON-ready dict; heavy objects are freed on return.
+"""The measured sections of the suite; each returns a JSON-ready dict.
+
+``benchmarks.run`` runs each in a process of its own (``benchmarks.worker``).
 
 Every comparison is made in one process, the two sides called in turn (A, B, A, B, ...), so
 that both see the same machine state.
@@ -68,7 +70,7 @@ def _target(value: Optional[float], target: float, applies: bool = True) -> dict
 
 
 # --- 1. exported inference against the plain VGG16 body ---------------------------------------
-def build_and_export(cfg: BenchConfig, export_dir: Path) -> Path:
+def build_and_export(cfg: BenchConfig, export_dir: str) -> str:
     """Export a DAM-CNN inference model at the suite's size (random weights: speed does not depend on them)."""
     from dam_cnn_tf.export import export_saved_model
     from dam_cnn_tf.models.dam_cnn import build_dam_cnn
@@ -82,12 +84,10 @@ def build_and_export(cfg: BenchConfig, export_dir: Path) -> Path:
     net = MPVSNet(h * w * c, cfg.num_classes, encoder_units=cfg.encoder_units, num_paths=1, fc_units=cfg.fc_units)
     model = build_dam_cnn(vgg_serd, net)
     path = export_saved_model(model, export_dir, CLASS_NAMES[: cfg.num_classes], version=1, overwrite=True)
-    del vgg_serd, net, model
-    _free()
-    return path
+    return {"export_path": str(path)}
 
 
-def exported_inference(cfg: BenchConfig, export_path: Path) -> dict:
+def exported_inference(cfg: BenchConfig, export_path: str) -> dict:
     import tensorflow as tf
 
     images = tf.constant(_images(cfg, cfg.inference_batch))
@@ -249,22 +249,6 @@ def stage2_step(cfg: BenchConfig, variant: str) -> dict:
     }
 
 
-def stage2(cfg: BenchConfig) -> dict:
-    variants = {variant: stage2_step(cfg, variant) for variant in cfg.stage2_variants}
-    first = variants[cfg.stage2_variants[0]]
-    return {
-        "title": f"Stage-2 MPVS-Net step ({cfg.features} -> {cfg.encoder_units}, N = {cfg.num_paths})",
-        "features": cfg.features,
-        "encoder_units": cfg.encoder_units,
-        "num_paths": cfg.num_paths,
-        "variants": variants,
-        "samples_per_s": first["samples_per_s"],
-        "ratio": first["ratio"],
-        "target": first["target"],
-        "met": first["met"],
-    }
-
-
 def decoder_matmul(cfg: BenchConfig) -> dict:
     """The N decoders as one ``(B, H) x (H, N·D)`` product against N separate ``(B, H) x (H, D)`` ones."""
     import tensorflow as tf
@@ -306,7 +290,7 @@ def decoder_matmul(cfg: BenchConfig) -> dict:
 
 
 # --- 4. the pair pipeline against what stage 2 consumes ----------------------------------------
-def pair_pipeline(cfg: BenchConfig, workdir: Path, consumed_per_s: Optional[float]) -> dict:
+def pair_pipeline(cfg: BenchConfig, workdir: str, consumed_per_s: Optional[float] = None) -> dict:
     from dam_cnn_tf.data.feature_cache import write_feature_cache
     from dam_cnn_tf.data.pairs import sample_pair_targets
     from dam_cnn_tf.data.pipeline import pair_dataset
@@ -316,7 +300,7 @@ def pair_pipeline(cfg: BenchConfig, workdir: Path, consumed_per_s: Optional[floa
     labels = np.arange(cfg.pipeline_rows) % cfg.num_classes
     targets = sample_pair_targets(labels, cfg.num_paths, seed=0)
     chunks = (features[i : i + 256] for i in range(0, cfg.pipeline_rows, 256))
-    cache = write_feature_cache(workdir / "pairs", lambda x: x, chunks, cfg.pipeline_rows, labels=labels, verbose=0)
+    cache = write_feature_cache(Path(workdir) / "pairs", lambda x: x, chunks, cfg.pipeline_rows, labels=labels, verbose=0)
     results = {}
     for name, source in (("in_memory", features), ("memmap", cache)):
         ds = pair_dataset(source, labels, targets, batch_size=cfg.stage2_batch, seed=0).repeat()
@@ -345,13 +329,14 @@ def pair_pipeline(cfg: BenchConfig, workdir: Path, consumed_per_s: Optional[floa
 
 
 # --- 5. feature extraction against the backbone's forward speed --------------------------------
-def feature_extraction(cfg: BenchConfig, workdir: Path) -> dict:
+def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
     import tensorflow as tf
 
     from dam_cnn_tf.models.vgg_serd import build_vgg_serd
     from dam_cnn_tf.training.config import TrainConfig
     from dam_cnn_tf.training.stages import FaceSet, _weights_fingerprint, extract_features
 
+    workdir = Path(workdir)
     n = cfg.extraction_images
     rng = np.random.default_rng(0)
     faces = FaceSet(rng.integers(0, 256, (n, cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
