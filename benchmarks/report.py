@@ -43,7 +43,9 @@ def _rows(name: str, section: dict):
         yield ("3b decoders, 1 batched matmul", "ms fwd / fwd+bwd",
                f"{t['batched_forward']['median_s'] * 1e3:.1f} / {t['batched_forward_backward']['median_s'] * 1e3:.1f}",
                f"separate {t['separate_forward']['median_s'] * 1e3:.1f} / "
-               f"{t['separate_forward_backward']['median_s'] * 1e3:.1f}",
+               f"{t['separate_forward_backward']['median_s'] * 1e3:.1f}"
+               + (f"; path-major (N, H, D) {t['path_major_forward']['median_s'] * 1e3:.1f} / "
+                  f"{t['path_major_forward_backward']['median_s'] * 1e3:.1f}" if "path_major_forward" in t else ""),
                f"{_fmt(section['forward_speedup'])} / {_fmt(section['forward_backward_speedup'])}", "", "")
     elif name == "pipeline":
         yield ("4 pair pipeline", "samples/s",
@@ -74,3 +76,19 @@ def format_table(payload: dict) -> str:
            line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def format_markdown(payload: dict) -> str:
+    """The same table in Markdown, for docs/performance.md."""
+    header = ("section", "unit", "measured", "baseline / detail", "ratio", "target", "verdict")
+    rows = [row for name, section in payload["sections"].items() for row in _rows(name, section)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(format_markdown(json.loads(open(sys.argv[1]).read())))

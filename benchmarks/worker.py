@@ -55,9 +55,10 @@ def _stage2_probe(cfg, num_paths: int) -> dict:
     labels = np.arange(batch) % cfg.num_classes
     net.mpae.adapt(s)
     net.compile()
+    built = peak_rss_bytes()["peak_bytes"]  # weights and Adam's moments, before any step
     losses = [float(net.train_on_batch(s, {"label": labels, "targets": targets}, return_dict=True)["loss"])
               for _ in range(cfg.memory_steps)]
-    return {"num_paths": n, "losses": losses, "parameters": int(net.count_params())}
+    return {"num_paths": n, "losses": losses, "parameters": int(net.count_params()), "peak_before_step_bytes": built}
 
 
 def _inference_probe(cfg, export_path: str) -> dict:
