@@ -28,14 +28,16 @@ def _rows(name: str, section: dict):
     goal = f">= {target}x" if target else ""
     if name == "inference":
         yield ("1 exported inference", "images/s", _fmt(section["exported_images_per_s"]),
-               f"VGG16 body {_fmt(section['vgg16_body_images_per_s'])}", _fmt(section["ratio"]), goal, _verdict(section))
+               f"VGG16 body {_fmt(section['vgg16_body_images_per_s'])}", _fmt(section["ratio"]), goal,
+               _verdict(section))
     elif name == "stage1":
         yield ("2 stage-1 step", "images/s", _fmt(section["stage1_images_per_s"]),
                f"VGG16+FC {_fmt(section['vgg16_fc_images_per_s'])}", _fmt(section["ratio"]), goal, _verdict(section))
     elif name == "stage2":
         for variant, v in section["variants"].items():
             yield (f"3 stage-2 step [{variant}]", "samples/s", _fmt(v["samples_per_s"]),
-                   f"{_fmt(v['achieved_gflops'], 1)} of {_fmt(v['matmul_gflops'], 1)} GFLOP/s {v['matmul_dtype']} matmul"
+                   f"{_fmt(v['achieved_gflops'], 1)} of {_fmt(v['matmul_gflops'], 1)} GFLOP/s "
+                   f"{v['matmul_dtype']} matmul"
                    f"; update {_fmt(v['update_s'])} of {_fmt(v['step_s'])} s",
                    _fmt(v["ratio"]), ">= 0.6x", _verdict(v))
     elif name == "decoders":

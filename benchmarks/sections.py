@@ -134,7 +134,8 @@ def stage1_step(cfg: BenchConfig) -> dict:
     vgg_serd = compile_vgg_serd(build_vgg_serd(cfg.num_classes, input_shape=shape, fc_units=cfg.fc_units))
     plain = _plain_finetune_model(cfg)
     timings = time_interleaved(
-        {"stage1": lambda: vgg_serd.train_on_batch(images, labels), "vgg16_fc": lambda: plain.train_on_batch(images, labels)},
+        {"stage1": lambda: vgg_serd.train_on_batch(images, labels),
+         "vgg16_fc": lambda: plain.train_on_batch(images, labels)},
         cfg.image_steps,
     )
     stage1 = rate(cfg.train_batch, timings["stage1"])
@@ -302,7 +303,8 @@ def pair_pipeline(cfg: BenchConfig, workdir: str, consumed_per_s: Optional[float
     labels = np.arange(cfg.pipeline_rows) % cfg.num_classes
     targets = sample_pair_targets(labels, cfg.num_paths, seed=0)
     chunks = (features[i : i + 256] for i in range(0, cfg.pipeline_rows, 256))
-    cache = write_feature_cache(Path(workdir) / "pairs", lambda x: x, chunks, cfg.pipeline_rows, labels=labels, verbose=0)
+    cache = write_feature_cache(Path(workdir) / "pairs", lambda x: x, chunks, cfg.pipeline_rows, labels=labels,
+                                verbose=0)
     results = {}
     for name, source in (("in_memory", features), ("memmap", cache)):
         ds = pair_dataset(source, labels, targets, batch_size=cfg.stage2_batch, seed=0).repeat()
