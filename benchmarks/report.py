@@ -1,0 +1,96 @@
+"""The suite's results as a plain-text table."""
+
+from __future__ import annotations
+
+GIB = 1 << 30
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _verdict(section: dict) -> str:
+    met = section.get("met")
+    return "n/a" if met is None else ("met" if met else "NOT met")
+
+
+def _rows(name: str, section: dict):
+    if "error" in section:
+        yield (name, "", "failed", section["error"], "", "", "")
+        return
+    target = section.get("target")
+    goal = f">= {target}x" if target else ""
+    if name == "inference":
+        yield ("1 exported inference", "images/s", _fmt(section["exported_images_per_s"]),
+               f"VGG16 body {_fmt(section['vgg16_body_images_per_s'])}", _fmt(section["ratio"]), goal,
+               _verdict(section))
+    elif name == "stage1":
+        yield ("2 stage-1 step", "images/s", _fmt(section["stage1_images_per_s"]),
+               f"VGG16+FC {_fmt(section['vgg16_fc_images_per_s'])}", _fmt(section["ratio"]), goal, _verdict(section))
+    elif name == "stage2":
+        for variant, v in section["variants"].items():
+            yield (f"3 stage-2 step [{variant}]", "samples/s", _fmt(v["samples_per_s"]),
+                   f"{_fmt(v['achieved_gflops'], 1)} of {_fmt(v['matmul_gflops'], 1)} GFLOP/s "
+                   f"{v['matmul_dtype']} matmul"
+                   f"; update {_fmt(v['update_s'])} of {_fmt(v['step_s'])} s",
+                   _fmt(v["ratio"]), ">= 0.6x", _verdict(v))
+    elif name == "decoders":
+        t = section["timings"]
+        yield ("3b decoders, 1 batched matmul", "ms fwd / fwd+bwd",
+               f"{t['batched_forward']['median_s'] * 1e3:.1f} / {t['batched_forward_backward']['median_s'] * 1e3:.1f}",
+               f"separate {t['separate_forward']['median_s'] * 1e3:.1f} / "
+               f"{t['separate_forward_backward']['median_s'] * 1e3:.1f}"
+               + (f"; path-major (N, H, D) {t['path_major_forward']['median_s'] * 1e3:.1f} / "
+                  f"{t['path_major_forward_backward']['median_s'] * 1e3:.1f}" if "path_major_forward" in t else ""),
+               f"{_fmt(section['forward_speedup'])} / {_fmt(section['forward_backward_speedup'])}", "", "")
+    elif name == "pipeline":
+        yield ("4 pair pipeline", "samples/s",
+               f"{_fmt(section['in_memory_samples_per_s'], 0)} mem / {_fmt(section['memmap_samples_per_s'], 0)} mmap",
+               f"stage 2 uses {_fmt(section['stage2_consumes_samples_per_s'])}", _fmt(section["ratio"], 1), goal,
+               _verdict(section))
+    elif name == "extraction":
+        yield ("5 feature extraction", "images/s", _fmt(section["extraction_images_per_s"]),
+               f"backbone fwd {_fmt(section['backbone_images_per_s'])}", _fmt(section["ratio"]), "", "")
+    elif name == "memory":
+        for probe, result in section["probes"].items():
+            peak = result.get("peak_bytes")
+            expected = result.get("expected", {}).get("training_bytes")
+            detail = result.get("error") or (f"weights+Adam+grads {expected / GIB:.2f} GiB" if expected else "")
+            goal = "< 12 GiB" if probe == f"stage2_n{section['largest_num_paths']}" else ""
+            yield (f"6 peak RSS [{probe}]", "GiB", _fmt(peak / GIB if peak else None), detail, "",
+                   goal, _verdict(section) if goal else "")
+
+
+def format_table(payload: dict) -> str:
+    header = ("section", "unit", "measured", "baseline / detail", "ratio", "target", "verdict")
+    rows = [row for name, section in payload["sections"].items() for row in _rows(name, section)]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    machine = payload.get("machine", {})
+    out = [f"config {payload['config']['name']} on {machine.get('cpu', '?')} x{machine.get('cpu_count', '?')}, "
+           f"TF {machine.get('tensorflow', '?')}, {payload['total_seconds']:.0f} s",
+           line(header), line(tuple("-" * w for w in widths))]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def format_markdown(payload: dict) -> str:
+    """The same table in Markdown, for docs/performance.md."""
+    header = ("section", "unit", "measured", "baseline / detail", "ratio", "target", "verdict")
+    rows = [row for name, section in payload["sections"].items() for row in _rows(name, section)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(format_markdown(json.loads(open(sys.argv[1]).read())))

@@ -1,0 +1,181 @@
+"""Run the benchmark suite: ``python -m benchmarks.run --config cpu|full|toy [--json out.json]``.
+
+Prints one table and, with ``--json``, writes every figure (and the machine it came from).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+
+from benchmarks.configs import CONFIGS, BenchConfig  # noqa: E402
+from benchmarks.report import format_table  # noqa: E402
+from benchmarks.worker import WorkerError, run_worker  # noqa: E402
+
+SECTIONS = ("inference", "stage1", "stage2", "decoders", "pipeline", "extraction", "memory")
+GIB = 1 << 30
+
+
+def machine_info() -> dict:
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_bytes": memory,
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "platform": platform.platform(),
+        # Other work on the machine skews every figure; the load average says how much there was.
+        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def memory_section(cfg: BenchConfig, export_path: str) -> dict:
+    from benchmarks.costs import stage2_training_bytes
+
+    probes = {"baseline": run_worker("probe_baseline", cfg)}
+    for n in cfg.memory_paths:
+        result = run_worker("probe_stage2", cfg, num_paths=n)
+        result["expected"] = stage2_training_bytes(cfg.features, cfg.encoder_units, n, cfg.fc_units, cfg.num_classes)
+        probes[f"stage2_n{n}"] = result
+    probes["inference"] = run_worker("probe_inference", cfg, export_path=export_path)
+    largest = max(cfg.memory_paths)
+    peak = probes[f"stage2_n{largest}"]["peak_bytes"]
+    paper_size = cfg.features == 25088 and cfg.encoder_units == 4096 and largest == 5
+    return {
+        "title": "Peak resident memory, each workload in its own process",
+        "probes": probes,
+        "largest_num_paths": largest,
+        "stage2_peak_gib": peak / GIB,
+        "target_gib": 12.0,
+        # The 12 GiB target is for the paper's size; smaller suites report without judging.
+        "met": bool(peak < 12 * GIB) if paper_size else None,
+    }
+
+
+def stage2_section(cfg: BenchConfig) -> dict:
+    variants = {v: run_worker("stage2_step", cfg, variant=v) for v in cfg.stage2_variants}
+    first = variants[cfg.stage2_variants[0]]
+    return {
+        "title": f"Stage-2 MPVS-Net step ({cfg.features} -> {cfg.encoder_units}, N = {cfg.num_paths})",
+        "features": cfg.features,
+        "encoder_units": cfg.encoder_units,
+        "num_paths": cfg.num_paths,
+        "variants": variants,
+        "samples_per_s": first["samples_per_s"],
+        "ratio": first["ratio"],
+        "target": first["target"],
+        "met": first["met"],
+    }
+
+
+def run_suite(cfg: BenchConfig, sections, workdir: Path, log=print) -> dict:
+    """Run the chosen sections, each in a process of its own; a failed section holds its ``error``."""
+    workdir = str(workdir)
+    results = {}
+
+    def timed(name, fn, *args, **kwargs):
+        log(f"[{time.strftime('%H:%M:%S')}] {name} ...")
+        start = time.perf_counter()
+        try:
+            results[name] = fn(*args, **kwargs)
+        except WorkerError as err:
+            results[name] = {"error": str(err)}
+            log(f"  failed: {err}")
+        results[name]["seconds"] = time.perf_counter() - start
+
+    export_path = None
+    if "inference" in sections or "memory" in sections:
+        timed("export", run_worker, "build_and_export", cfg, export_dir=str(Path(workdir) / "export"))
+        export_path = results.pop("export").get("export_path")
+    if "memory" in sections:
+        timed("memory", memory_section, cfg, export_path)
+    if "inference" in sections:
+        timed("inference", run_worker, "exported_inference", cfg, export_path=export_path)
+    if "decoders" in sections:
+        timed("decoders", run_worker, "decoder_matmul", cfg)
+    if "stage2" in sections:
+        timed("stage2", stage2_section, cfg)
+    if "pipeline" in sections:
+        consumed = results.get("stage2", {}).get("samples_per_s")
+        timed("pipeline", run_worker, "pair_pipeline", cfg, workdir=workdir, consumed_per_s=consumed)
+    if "stage1" in sections:
+        timed("stage1", run_worker, "stage1_step", cfg)
+    if "extraction" in sections:
+        timed("extraction", run_worker, "feature_extraction", cfg, workdir=workdir)
+    return {name: results[name] for name in SECTIONS if name in results}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` through a temporary file, so no half-written file is left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=float))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default="cpu", show_default=True,
+              help="Suite size: toy (seconds), cpu (minutes on 2 cores), full (224x224).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every figure to this JSON file.")
+@click.option("--section", "sections", type=click.Choice(SECTIONS), multiple=True,
+              help="Run only these sections (repeatable); all by default.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where exports and caches go (a temporary directory by default).")
+def main(config_name, json_path, sections, workdir):
+    """Benchmark DAM-CNN against the cost of its own backbone."""
+    cfg = CONFIGS[config_name]
+    sections = tuple(sections) or SECTIONS
+    start = time.perf_counter()
+    load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    with tempfile.TemporaryDirectory(prefix="damcnn-bench-") as tmp:
+        results = run_suite(cfg, sections, Path(workdir or tmp))
+    payload = {
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "config": cfg.to_dict(),
+        "machine": {**machine_info(), "load_average_before": load_before},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "total_seconds": time.perf_counter() - start,
+        "sections": results,
+    }
+    click.echo(format_table(payload))
+    if json_path is not None:
+        write_json(json_path, payload)
+        click.echo(f"wrote {json_path}")
+    failed = [f"{name}: {section['error']}" for name, section in results.items() if "error" in section]
+    if failed:
+        raise click.ClickException("; ".join(failed))
+
+
+if __name__ == "__main__":
+    main()

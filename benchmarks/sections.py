@@ -1,0 +1,384 @@
+"""The measured sections of the suite; each returns a JSON-ready dict.
+
+``benchmarks.run`` runs each in a process of its own (``benchmarks.worker``).
+
+Every comparison is made in one process, the two sides called in turn (A, B, A, B, ...), so
+that both see the same machine state.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from benchmarks.configs import BenchConfig
+from benchmarks.costs import stage2_flops_per_sample, stage2_training_bytes
+from benchmarks.timing import _materialise, rate
+
+CLASS_NAMES = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
+
+
+def _free() -> None:
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str, dict]:
+    """Median seconds per call of each function, after one warm-up call each, calls alternating."""
+    for fn in fns.values():
+        _materialise(fn())
+    times = {name: [] for name in fns}
+    for _ in range(max(1, steps)):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            _materialise(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "steps": len(t)} for name, t in times.items()}
+
+
+def _images(cfg: BenchConfig, batch: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 255.0, (batch, cfg.image_size, cfg.image_size, 3)).astype("float32")
+
+
+def _vgg16_body(cfg: BenchConfig):
+    import keras
+
+    return keras.applications.VGG16(weights=None, include_top=False, input_shape=(cfg.image_size,) * 2 + (3,))
+
+
+def _forward_fn(model):
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def forward(x):
+        return model(x, training=False)
+
+    return forward
+
+
+def _target(value: Optional[float], target: float, applies: bool = True) -> dict:
+    met = None if value is None or not applies else bool(value >= target)
+    return {"ratio": value, "target": target, "met": met}
+
+
+# --- 1. exported inference against the plain VGG16 body ---------------------------------------
+def build_and_export(cfg: BenchConfig, export_dir: str) -> str:
+    """Export a DAM-CNN inference model at the suite's size (random weights: speed does not depend on them)."""
+    from dam_cnn_tf.export import export_saved_model
+    from dam_cnn_tf.models.dam_cnn import build_dam_cnn
+    from dam_cnn_tf.models.mpvs_net import MPVSNet
+    from dam_cnn_tf.models.vgg_serd import build_vgg_serd, feature_map_shape
+
+    shape = (cfg.image_size, cfg.image_size, 3)
+    vgg_serd = build_vgg_serd(cfg.num_classes, input_shape=shape, fc_units=cfg.fc_units)
+    h, w, c = feature_map_shape(vgg_serd)
+    # One path: the decoders are not exported, so their number does not change the export.
+    net = MPVSNet(h * w * c, cfg.num_classes, encoder_units=cfg.encoder_units, num_paths=1, fc_units=cfg.fc_units)
+    model = build_dam_cnn(vgg_serd, net)
+    path = export_saved_model(model, export_dir, CLASS_NAMES[: cfg.num_classes], version=1, overwrite=True)
+    return {"export_path": str(path)}
+
+
+def exported_inference(cfg: BenchConfig, export_path: str) -> dict:
+    import tensorflow as tf
+
+    images = tf.constant(_images(cfg, cfg.inference_batch))
+    serve = tf.saved_model.load(str(export_path)).signatures["serving_default"]
+    body = _forward_fn(_vgg16_body(cfg))
+    timings = time_interleaved({"exported": lambda: serve(image=images), "vgg16_body": lambda: body(images)},
+                               cfg.image_steps)
+    exported = rate(cfg.inference_batch, timings["exported"])
+    plain = rate(cfg.inference_batch, timings["vgg16_body"])
+    del serve, body
+    _free()
+    return {
+        "title": "Exported SavedModel inference vs plain VGG16 body",
+        "image_size": cfg.image_size,
+        "batch": cfg.inference_batch,
+        "exported_images_per_s": exported,
+        "vgg16_body_images_per_s": plain,
+        "timings": timings,
+        **_target(exported / plain, 0.9),
+    }
+
+
+# --- 2. the stage-1 step against plain VGG16 + FC fine-tuning ---------------------------------
+def _plain_finetune_model(cfg: BenchConfig):
+    import keras
+
+    body = _vgg16_body(cfg)
+    x = keras.layers.Flatten()(body.output)
+    for _ in range(2):
+        x = keras.layers.Dense(cfg.fc_units, activation="relu")(x)
+        x = keras.layers.Dropout(0.5)(x)
+    out = keras.layers.Dense(cfg.num_classes, activation="softmax")(x)
+    model = keras.Model(body.input, out, name="vgg16_finetune")
+    model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def stage1_step(cfg: BenchConfig) -> dict:
+    from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd
+
+    images = _images(cfg, cfg.train_batch)
+    labels = np.arange(cfg.train_batch) % cfg.num_classes
+    shape = (cfg.image_size, cfg.image_size, 3)
+    vgg_serd = compile_vgg_serd(build_vgg_serd(cfg.num_classes, input_shape=shape, fc_units=cfg.fc_units))
+    plain = _plain_finetune_model(cfg)
+    timings = time_interleaved(
+        {"stage1": lambda: vgg_serd.train_on_batch(images, labels),
+         "vgg16_fc": lambda: plain.train_on_batch(images, labels)},
+        cfg.image_steps,
+    )
+    stage1 = rate(cfg.train_batch, timings["stage1"])
+    baseline = rate(cfg.train_batch, timings["vgg16_fc"])
+    del vgg_serd, plain
+    _free()
+    return {
+        "title": "Stage-1 (VGG-SERD) training step vs plain VGG16 + FC fine-tuning step",
+        "image_size": cfg.image_size,
+        "batch": cfg.train_batch,
+        "stage1_images_per_s": stage1,
+        "vgg16_fc_images_per_s": baseline,
+        "timings": timings,
+        **_target(stage1 / baseline, 0.9),
+    }
+
+
+# --- 3. the stage-2 step at the paper's size, and the decoders' single matmul ------------------
+def _matmul_gflops(batch: int, inner: int, outer: int, dtype: str, steps: int) -> float:
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.uniform((batch, inner)), dtype)
+    b = tf.cast(tf.random.uniform((inner, outer)), dtype)
+    matmul = tf.function(autograph=False)(lambda: tf.matmul(a, b))
+    timing = time_interleaved({"matmul": matmul}, steps)["matmul"]
+    return 2.0 * batch * inner * outer / timing["median_s"] / 1e9
+
+
+def _stage2_batch(cfg: BenchConfig, rows: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    s = rng.gamma(2.0, 1.0, (rows, cfg.features)).astype("float32")
+    targets = rng.gamma(2.0, 1.0, (rows, cfg.num_paths, cfg.features)).astype("float32")
+    labels = np.arange(rows) % cfg.num_classes
+    return s, labels, targets
+
+
+def _update_fn(net, jit: bool):
+    """Both optimizers' updates alone, from fixed gradients, to split the step's time."""
+    import tensorflow as tf
+
+    head_vars, mpae_vars = net.head_variables(), net.mpae_variables()
+    head_grads = [tf.fill(v.shape, 1e-6) for v in head_vars]
+    mpae_grads = [tf.fill(v.shape, 1e-6) for v in mpae_vars]
+
+    @tf.function(autograph=False, jit_compile=jit)
+    def update():
+        net.mpae_optimizer.apply(mpae_grads, mpae_vars)
+        net.optimizer.apply(head_grads, head_vars)
+        return net.mpae_optimizer.iterations + 0
+
+    return update
+
+
+def stage2_step(cfg: BenchConfig, variant: str) -> dict:
+    """One variant: ``float32``, ``xla`` (jit_compile) or ``mixed_bfloat16`` / ``mixed_float16``."""
+    import keras
+    import tensorflow as tf
+
+    from dam_cnn_tf.models.mpvs_net import MPVSNet
+    from dam_cnn_tf.training.distribute import set_precision
+
+    mixed = variant.split("_", 1)[1] if variant.startswith("mixed_") else None
+    compute_dtype = mixed or "float32"
+    jit = variant == "xla"
+    set_precision(mixed)
+    try:
+        keras.utils.set_random_seed(0)
+        start = time.perf_counter()
+        net = MPVSNet(cfg.features, cfg.num_classes, encoder_units=cfg.encoder_units, num_paths=cfg.num_paths,
+                      fc_units=cfg.fc_units)
+        s, labels, targets = _stage2_batch(cfg, cfg.stage2_batch)
+        net.mpae.adapt(s)
+        net.compile(jit_compile=jit)
+        build_s = time.perf_counter() - start
+        y = {"label": labels, "targets": targets}
+        losses = []
+
+        def step():
+            logs = net.train_on_batch(s, y, return_dict=True)
+            losses.append(float(logs["loss"]))
+            return logs
+
+        timings = time_interleaved({"step": step, "update": _update_fn(net, jit)}, cfg.stage2_steps)
+        del net, step
+        _free()
+        gflops_matmul = _matmul_gflops(cfg.stage2_batch, cfg.encoder_units, cfg.num_paths * cfg.features,
+                                       compute_dtype, cfg.stage2_steps)
+    finally:
+        set_precision(None)
+    flops = stage2_flops_per_sample(cfg.features, cfg.encoder_units, cfg.num_paths, cfg.fc_units, cfg.num_classes)
+    step_s = timings["step"]["median_s"]
+    update_s = timings["update"]["median_s"]
+    gflops = flops * cfg.stage2_batch / step_s / 1e9
+    return {
+        "variant": variant,
+        "batch": cfg.stage2_batch,
+        "samples_per_s": cfg.stage2_batch / step_s,
+        "step_s": step_s,
+        "update_s": update_s,  # both Adam updates, timed alone
+        "forward_backward_s": max(step_s - update_s, 0.0),
+        "build_s": build_s,
+        "flops_per_sample": flops,
+        "achieved_gflops": gflops,
+        "matmul_gflops": gflops_matmul,
+        "matmul_dtype": compute_dtype,
+        "losses": losses,
+        "losses_finite": bool(np.all(np.isfinite(losses))),
+        **_target(gflops / gflops_matmul, 0.6),
+    }
+
+
+def decoder_matmul(cfg: BenchConfig) -> dict:
+    """The N decoders as one ``(B, H) x (H, N·D)`` product against N separate ``(B, H) x (H, D)`` ones."""
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+    h = rng.uniform((cfg.stage2_batch, cfg.encoder_units))
+    kernels = [rng.uniform((cfg.encoder_units, cfg.features), -0.01, 0.01) for _ in range(cfg.num_paths)]
+    stacked = tf.concat(kernels, axis=1)
+
+    def forward_backward(products):
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch(products[1])
+                out = products[0]()
+                loss = tf.add_n([tf.reduce_sum(tf.sigmoid(o)) for o in out])
+            return tape.gradient(loss, products[1])
+        return run
+
+    batched = (lambda: [tf.matmul(h, stacked)], [stacked])
+    separate = (lambda: [tf.matmul(h, k) for k in kernels], kernels)
+    # A path-major (N, H, D) kernel in one batched product, each path's block contiguous.
+    path_major = tf.stack(kernels)
+    per_path = (lambda: [tf.matmul(tf.broadcast_to(h, (cfg.num_paths,) + tuple(h.shape)), path_major)], [path_major])
+    fns = {
+        "batched_forward": tf.function(autograph=False)(batched[0]),
+        "separate_forward": tf.function(autograph=False)(separate[0]),
+        "batched_forward_backward": tf.function(autograph=False)(forward_backward(batched)),
+        "separate_forward_backward": tf.function(autograph=False)(forward_backward(separate)),
+        "path_major_forward": tf.function(autograph=False)(per_path[0]),
+        "path_major_forward_backward": tf.function(autograph=False)(forward_backward(per_path)),
+    }
+    timings = time_interleaved(fns, cfg.stage2_steps)
+    del kernels, stacked, path_major
+    gc.collect()
+    return {
+        "title": f"Decoders: one batched matmul vs {cfg.num_paths} separate ones",
+        "batch": cfg.stage2_batch,
+        "timings": timings,
+        "forward_speedup": timings["separate_forward"]["median_s"] / timings["batched_forward"]["median_s"],
+        "forward_backward_speedup": (
+            timings["separate_forward_backward"]["median_s"] / timings["batched_forward_backward"]["median_s"]
+        ),
+    }
+
+
+# --- 4. the pair pipeline against what stage 2 consumes ----------------------------------------
+def pair_pipeline(cfg: BenchConfig, workdir: str, consumed_per_s: Optional[float] = None) -> dict:
+    from dam_cnn_tf.data.feature_cache import write_feature_cache
+    from dam_cnn_tf.data.pairs import sample_pair_targets
+    from dam_cnn_tf.data.pipeline import pair_dataset
+
+    rng = np.random.default_rng(0)
+    features = rng.random((cfg.pipeline_rows, cfg.features), dtype=np.float32)
+    labels = np.arange(cfg.pipeline_rows) % cfg.num_classes
+    targets = sample_pair_targets(labels, cfg.num_paths, seed=0)
+    chunks = (features[i : i + 256] for i in range(0, cfg.pipeline_rows, 256))
+    cache = write_feature_cache(Path(workdir) / "pairs", lambda x: x, chunks, cfg.pipeline_rows, labels=labels,
+                                verbose=0)
+    results = {}
+    for name, source in (("in_memory", features), ("memmap", cache)):
+        ds = pair_dataset(source, labels, targets, batch_size=cfg.stage2_batch, seed=0).repeat()
+        iterator = iter(ds)
+        next(iterator)  # tracing and the first prefetch
+        start = time.perf_counter()
+        count = 0
+        for _ in range(cfg.pipeline_batches):
+            s, _ = next(iterator)
+            count += int(s.shape[0])
+        results[name] = count / (time.perf_counter() - start)
+        del iterator, ds
+    del cache, features
+    gc.collect()
+    slowest = min(results.values())
+    ratio = slowest / consumed_per_s if consumed_per_s else None
+    return {
+        "title": "Pair pipeline delivery vs stage-2 consumption",
+        "batch": cfg.stage2_batch,
+        "num_paths": cfg.num_paths,
+        "in_memory_samples_per_s": results["in_memory"],
+        "memmap_samples_per_s": results["memmap"],
+        "stage2_consumes_samples_per_s": consumed_per_s,
+        **_target(ratio, 10.0),
+    }
+
+
+# --- 5. feature extraction against the backbone's forward speed --------------------------------
+def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
+    import tensorflow as tf
+
+    from dam_cnn_tf.models.vgg_serd import build_vgg_serd
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.stages import FaceSet, _weights_fingerprint, extract_features
+
+    workdir = Path(workdir)
+    n = cfg.extraction_images
+    rng = np.random.default_rng(0)
+    faces = FaceSet(rng.integers(0, 256, (n, cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
+                    np.arange(n) % cfg.num_classes)
+    config = TrainConfig(input_size=cfg.image_size, stage1_batch_size=cfg.inference_batch, fc_units=cfg.fc_units)
+    vgg_serd = build_vgg_serd(cfg.num_classes, input_shape=(cfg.image_size,) * 2 + (3,), fc_units=cfg.fc_units)
+    extract_features(vgg_serd, faces, workdir / "warmup_features", config, verbose=0)  # tracing
+    start = time.perf_counter()
+    extract_features(vgg_serd, faces, workdir / "features", config, verbose=0)
+    extraction_s = time.perf_counter() - start
+    start = time.perf_counter()
+    _weights_fingerprint(vgg_serd)
+    fingerprint_s = time.perf_counter() - start
+    del vgg_serd
+    _free()
+
+    body = _forward_fn(_vgg16_body(cfg))
+    batches = [tf.constant(faces.images[i : i + cfg.inference_batch].astype("float32"))
+               for i in range(0, n, cfg.inference_batch)]
+    _materialise(body(batches[0]))
+    start = time.perf_counter()
+    for batch in batches:
+        _materialise(body(batch))
+    backbone_s = time.perf_counter() - start
+    del body
+    _free()
+    return {
+        "title": "Feature extraction (one stage-2 pass, cached) vs backbone forward",
+        "images": n,
+        "batch": cfg.inference_batch,
+        "extraction_images_per_s": n / extraction_s,
+        "backbone_images_per_s": n / backbone_s,
+        "weights_fingerprint_s": fingerprint_s,
+        "ratio": (n / extraction_s) / (n / backbone_s),
+        "target": None,
+        "met": None,
+    }
+
+
+def expected_training_memory(cfg: BenchConfig, num_paths: int) -> dict:
+    return stage2_training_bytes(cfg.features, cfg.encoder_units, num_paths, cfg.fc_units, cfg.num_classes)

@@ -1,0 +1,92 @@
+"""The benchmark suite runs end to end and writes every section; no timing is asserted."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ lives beside the package, not inside it
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.costs import stage2_flops_per_sample, stage2_training_bytes  # noqa: E402
+from benchmarks.run import SECTIONS, main  # noqa: E402
+
+
+def _finite_numbers(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _finite_numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _finite_numbers(v)
+    elif isinstance(value, float):
+        yield value
+
+
+def _check_payload(payload, sections):
+    assert payload["config"]["name"] == "toy"
+    assert set(payload["sections"]) == set(sections)
+    assert all(math.isfinite(v) for v in _finite_numbers(payload["sections"]))
+    for name, section in payload["sections"].items():
+        assert section["seconds"] > 0, name
+
+
+def test_costs_match_a_count_of_the_products():
+    d, h, n, f, k = 10, 4, 3, 5, 2
+    # Forward products (B = 1): encoder, N decoders, two FC layers.
+    forward = [(d, h), *[(h, d)] * n, (h, f), (f, k)]
+    macs = sum(a * b for a, b in forward)
+    macs += sum(a * b for a, b in forward)  # weight gradients of every layer
+    macs += sum(a * b for a, b in forward[1:])  # input gradients, except the encoder's (data)
+    assert stage2_flops_per_sample(d, h, n, f, k) == 2 * macs
+    memory = stage2_training_bytes(25088, 4096, 5, 4096, 7)
+    assert memory["per_path_bytes"] == 16 * (4096 * 25088 + 25088)  # weight, 2 Adam moments, gradient
+    assert memory["training_bytes"] == 16 * memory["parameters"]
+
+
+def test_quick_sections(tmp_path):
+    out = tmp_path / "quick.json"
+    args = ["--config", "toy", "--json", str(out), "--section", "decoders", "--section", "pipeline"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "4 pair pipeline" in result.output and "3b decoders" in result.output
+    payload = json.loads(out.read_text())
+    _check_payload(payload, ("decoders", "pipeline"))
+    pipeline = payload["sections"]["pipeline"]
+    assert pipeline["in_memory_samples_per_s"] > 0 and pipeline["memmap_samples_per_s"] > 0
+    # Without a stage-2 measurement there is nothing to compare with: no ratio, no verdict.
+    assert pipeline["ratio"] is None and pipeline["met"] is None
+
+
+@pytest.mark.slow
+def test_toy_suite_end_to_end(tmp_path):
+    out = tmp_path / "toy.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--config", "toy", "--json", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    _check_payload(payload, SECTIONS)
+    for variant in payload["sections"]["stage2"]["variants"].values():
+        assert variant["losses_finite"]
+    pipeline = payload["sections"]["pipeline"]
+    assert pipeline["stage2_consumes_samples_per_s"] == payload["sections"]["stage2"]["samples_per_s"]
+    probes = payload["sections"]["memory"]["probes"]
+    assert set(probes) == {"baseline", "stage2_n2", "stage2_n5", "inference"}
+    for name, probe in probes.items():
+        assert "error" not in probe, probe
+        assert probe["peak_bytes"] > 100 * 2**20, name  # TensorFlow alone takes more than 100 MiB
+    assert payload["machine"]["cpu_count"] >= 1
+    assert "section" in proc.stdout and "wrote" in proc.stdout
+
+
+def test_bad_config_is_a_one_line_error():
+    result = CliRunner().invoke(main, ["--config", "huge"])
+    assert result.exit_code != 0
+    assert "--config" in result.output
