@@ -39,6 +39,7 @@ class EndToEndDAMCNN(keras.Model):
         self.reg_tracker = keras.metrics.Mean(name="serd_regularizer")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = True  # both parts arrive built
 
     def call(self, images, training=False):
         return self.net(self.front(images, training=training)["features"], training=training)
@@ -62,7 +63,7 @@ class EndToEndDAMCNN(keras.Model):
         features = self.front(flat, training=False)["features"]
         return ops.stop_gradient(ops.reshape(features, (num_images, self.net.num_paths, -1)))
 
-    def _losses(self, images, labels, target_images, training):
+    def _step_losses(self, images, labels, target_images, training):
         targets = self._targets(target_images, ops.shape(images)[0])
         features = self.front(images, training=training)["features"]
         regularizer = ops.sum(self.front.losses) if self.front.losses else ops.zeros(())
@@ -77,7 +78,7 @@ class EndToEndDAMCNN(keras.Model):
         images, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels, target_images = y["label"], y["target_images"]
         with tf.GradientTape(persistent=True) as tape:
-            cross_entropy, regularizer, per_path, probabilities = self._losses(images, labels, target_images, True)
+            cross_entropy, regularizer, per_path, probabilities = self._step_losses(images, labels, target_images, True)
             head_loss = replica_share(cross_entropy)  # Eq. 10
             mpae_loss = replica_share(ops.sum(per_path) + self.net.lam * cross_entropy)  # Eq. 11
             front_loss = replica_share(cross_entropy + regularizer)  # Eq. 4, through the MPAE code
@@ -92,7 +93,7 @@ class EndToEndDAMCNN(keras.Model):
 
     def test_step(self, data):
         images, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(y["label"], *self._losses(images, y["label"], y["target_images"], False))
+        return self._report(y["label"], *self._step_losses(images, y["label"], y["target_images"], False))
 
     def _report(self, labels, cross_entropy, regularizer, per_path, probabilities):
         reconstruction = ops.sum(per_path)

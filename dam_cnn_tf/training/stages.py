@@ -150,10 +150,11 @@ def _atomic_save_weights(model, path: Path) -> None:
 
 def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, verbose: int = 1) -> FeatureCache:
     """The salient features ``s`` of every face (one pass of the frozen front), cached."""
-    fingerprint = f"{faces.fingerprint()}-{_weights_fingerprint(vgg_serd)}"
+    front = salient_feature_model(vgg_serd)
+    # The front's weights (backbone and SERD) decide the features; fc6-fc8 need no hashing.
+    fingerprint = f"{faces.fingerprint()}-{_weights_fingerprint(front)}"
     if FeatureCache.exists(path, fingerprint):
         return FeatureCache.open(path, fingerprint)
-    front = salient_feature_model(vgg_serd)
     # One traced function for every batch size, the last batch's included.
     features_of = tf.function(lambda x: front(x, training=False)["features"], reduce_retracing=True)
     batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size, preprocess=False)
