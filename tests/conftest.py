@@ -1,6 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Prepared faces of the tests go to a throw-away folder, not the user's cache.
+os.environ.setdefault("DAMCNN_CACHE", tempfile.mkdtemp(prefix="damcnn-test-cache-"))
 
 from pathlib import Path  # noqa: E402
 
