@@ -156,7 +156,10 @@ def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, 
     if FeatureCache.exists(path, fingerprint):
         return FeatureCache.open(path, fingerprint)
     # One traced function for every batch size, the last batch's included.
-    features_of = tf.function(lambda x: front(x, training=False)["features"], reduce_retracing=True)
+    @tf.function(reduce_retracing=True)
+    def features_of(x):
+        return front(x, training=False)["features"]
+
     batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size, preprocess=False)
     return write_feature_cache(
         path,
