@@ -120,6 +120,21 @@ def _check_or_record(folder: Path, config: TrainConfig, folds: list, data: Prepa
     save_folds(saved_folds, folds, dataset=data.dataset.name, class_names=list(data.class_names))
 
 
+def _check_attribute_values(data: PreparedData, folds: list, attribute: str) -> None:
+    """Attribute-specific decoders (one per value) need every value in each training and
+    validation part: the validation pairs are drawn within the validation part."""
+    values = np.asarray(data.dataset.attribute(attribute), dtype=object)
+    everything = sorted(set(values.tolist()))
+    for fold in folds:
+        for part in ("train", "val"):
+            present = sorted(set(values[getattr(fold, part)].tolist()))
+            if present != everything:
+                raise ExperimentError(
+                    f"fold {fold.name}: the {part} part has {attribute} {', '.join(map(str, present))} only, "
+                    f"not all of {', '.join(map(str, everything))}; decoders per {attribute} need every value "
+                    "there (try another --val-fraction, --seed or more subjects)")
+
+
 def run_experiment(name: str, data: PreparedData, folds: list, config: TrainConfig, out, protocol: str,
                    verbose: int = 1, log=print) -> dict:
     """Every variant of ``name`` on every fold (fold by fold), then its table in ``OUT/name.md/.json``."""
@@ -133,6 +148,9 @@ def run_experiment(name: str, data: PreparedData, folds: list, config: TrainConf
                                   "attribute (it needs a dataset with one, such as BAUM-2i or the synthetic faces)")
     out = Path(out)
     configs = {v.key: v.config(config) for v in variants}
+    for v in variants:
+        if configs[v.key].pair_attribute:
+            _check_attribute_values(data, folds, configs[v.key].pair_attribute)
     for v in variants:
         _check_or_record(out / v.key, configs[v.key], folds, data)
     for i, fold in enumerate(folds):
