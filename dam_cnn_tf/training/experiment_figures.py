@@ -127,15 +127,19 @@ def attention_check_markdown(results: dict) -> str:
              "Mask mass: the positive part of SERD's mask M (Eq. 1) after a bilinear resize to the face, "
              "max(resize(M), 0). Share inside = mass on the brow, eye and mouth pixels / all mass; "
              "area share = those pixels / all pixels. Mean ± std over the test faces of every fold.", "",
-             "| setting | faces | share inside (%) | area share (%) | ratio |", "|---|---:|---:|---:|---:|"]
+             "| setting | faces with positive mass / all | share inside (%) | area share (%) | ratio |",
+             "|---|---:|---:|---:|---:|"]
     for label, r in results.items():
-        lines.append(f"| {label} | {r['faces'] - r['faces_without_positive_mass']} | "
+        usable = r["faces"] - r["faces_without_positive_mass"]
+        if usable == 0:
+            lines.append(f"| {label} | 0 / {r['faces']} | — | — | — |")
+            continue
+        lines.append(f"| {label} | {usable} / {r['faces']} | "
                      f"{100 * r['share_inside']['mean']:.1f} ± {100 * r['share_inside']['std']:.1f} | "
                      f"{100 * r['area_share']['mean']:.1f} ± {100 * r['area_share']['std']:.1f} | "
                      f"{r['ratio']['mean']:.2f} ± {r['ratio']['std']:.2f} |")
-    skipped = sum(r["faces_without_positive_mass"] for r in results.values())
-    if skipped:
-        lines.append(f"\n{skipped} face(s) had no positive mask weight and are left out of the means.")
+    lines.append("\nA face whose mask has no positive weight anywhere (e.g. saturated at -1) has no share inside "
+                 "and is left out of the means; the first column counts them.")
     return "\n".join(lines) + "\n"
 
 
