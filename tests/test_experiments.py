@@ -263,5 +263,7 @@ def test_table11_trains_on_one_dataset_and_tests_on_another(tmp_path):
     table = read_json(tmp_path / "out" / "table11.json")
     assert table["class_names"] == ["happiness", "sadness", "surprise"]
     assert [r["folds"] for r in table["rows"]] == [1, 1]
+    assert table["rows"][1]["within_one_std_of_reference"] is None  # one fold: no spread to compare
+    assert "n/a (1 fold)" in (tmp_path / "out" / "table11.md").read_text()
     evaluation = read_json(tmp_path / "out" / "cross-dam-cnn" / "fold-00" / "test_evaluation.json")
     assert evaluation["num_samples"] == 2 * 3  # every face of b in the common classes

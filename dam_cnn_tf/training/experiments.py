@@ -197,7 +197,9 @@ def experiment_table(name, variants, summaries: dict, config: TrainConfig, proto
             "mean_accuracy": s["mean_accuracy"], "std_accuracy": s["std_accuracy"],
             "pooled_accuracy": s["pooled_accuracy"],
             "difference_to_reference": s["mean_accuracy"] - reference["mean_accuracy"],
-            "within_one_std_of_reference": within_one_std(s, reference),
+            # One fold has no spread to compare with (e.g. the cross-dataset test).
+            "within_one_std_of_reference": within_one_std(s, reference) if min(s["folds"], reference["folds"]) > 1
+            else None,
         })
     return {
         "experiment": name, "title": TITLES[name], "dataset": data.dataset.name, "protocol": protocol,
@@ -224,7 +226,8 @@ def experiment_markdown(table: dict) -> str:
         folds = ", ".join(f"{100 * a:.1f}" for a in r["fold_accuracies"])
         first = r["key"] == table["reference"]
         delta = "—" if first else f"{100 * r['difference_to_reference']:+.2f}"
-        within = "—" if first else ("yes" if r["within_one_std_of_reference"] else "no")
+        within = {True: "yes", False: "no", None: "n/a (1 fold)"}[r["within_one_std_of_reference"]]
+        within = "—" if first else within
         lines.append(f"| {r['label']} | {r['folds']} | {100 * r['mean_accuracy']:.2f} ± {100 * r['std_accuracy']:.2f} "
                      f"| {delta} | {within} | {folds} |")
     lines += ["", "\"within 1 std\": the difference to the first row is no larger than the larger of the two "
