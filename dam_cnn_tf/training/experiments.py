@@ -25,7 +25,6 @@ from dam_cnn_tf.data.protocols import save_folds
 from dam_cnn_tf.training.config import TrainConfig
 from dam_cnn_tf.training.crossval import run_crossval, run_fold
 from dam_cnn_tf.training.prepare import PreparedData
-from dam_cnn_tf.training.reports import mean_std
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
 from dam_cnn_tf.training.shared_stage1 import share_features, share_stage1, wait_until_free
 
@@ -234,14 +233,3 @@ def experiment_markdown(table: dict) -> str:
               "standard deviations over folds, i.e. not a clear difference."]
     return "\n".join(lines) + "\n"
 
-
-def fold_runs(out, key: str, folds: list) -> list:
-    """The completed fold runs of a variant, in order."""
-    runs = [RunDir(Path(out) / key / f"fold-{i:02d}") for i in range(len(folds))]
-    return [r for r in runs if "test" in r.completed()]
-
-
-def summarize_values(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    mean, std = mean_std(values) if values.size else (float("nan"), float("nan"))
-    return {"mean": mean, "std": std, "count": int(values.size)}
