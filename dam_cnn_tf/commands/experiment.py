@@ -1,0 +1,124 @@
+"""``damcnn-tf experiment NAME``: the paper's comparisons, each a markdown table, JSON and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dam_cnn_tf.commands.common import (
+    check_backbone_weights,
+    config_options,
+    config_overrides,
+    data_options,
+    data_spec,
+    handle_user_errors,
+    load_prepared,
+)
+
+NAMES = ("table2", "table3", "table4", "paths-gender", "table11")
+FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
+
+
+@click.command()
+@click.argument("name", type=click.Choice(NAMES))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="dataset folder or file (or --synthetic)")
+@click.option("--synthetic", "synthetic_subjects", type=int, default=None,
+              help="use this many subjects of the built-in synthetic faces instead of --data "
+                   "(they carry expression regions for the attention check, and a gender attribute)")
+@click.option("--synthetic-images", type=int, default=2, show_default=True,
+              help="synthetic images per subject and class")
+@data_options
+@click.option("--protocol", type=click.Choice(FOLD_PROTOCOLS), default="subject-kfold", show_default=True,
+              help="how folds are made (table11 always trains on --data and tests on --test-data)")
+@click.option("--folds", "k", type=int, default=5, show_default=True, help="k of the k-fold protocols")
+@click.option("--max-folds", type=int, default=None, help="run only the first folds")
+@click.option("--dataset-name", default=None, help="which paper dataset this is, for --protocol default")
+@click.option("--test-data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="table11: the dataset to test on")
+@click.option("--test-layout", default="auto", show_default=True, help="layout of --test-data")
+@click.option("--test-detect/--test-no-detect", default=None,
+              help="face detection on --test-data [default: as --detect]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="output folder; experiments written to the same folder share the runs they have in common")
+@click.option("--no-figures", is_flag=True, help="tables only")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML options file")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@config_options
+@handle_user_errors
+def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, max_folds, dataset_name, test_data,
+               test_layout, test_detect, out, no_figures, config_file, quiet, **kwargs):
+    """Reproduce one of the paper's comparisons: table2 (VGG-Face vs VGG-SERD), table3 (parts of
+    L_reg, attention maps and check), table4 (N paths, t-SNE), paths-gender (§4.3.2), table11
+    (cross-dataset). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
+    from dam_cnn_tf.training.config import resolve_config
+    from dam_cnn_tf.training.experiment_figures import write_experiment_figures
+    from dam_cnn_tf.training.experiments import ExperimentError, run_experiment
+    from dam_cnn_tf.training.shared_stage1 import SharedStage1Error
+
+    overrides = config_overrides(kwargs)
+    spec = data_spec(kwargs, data)
+    config = resolve_config(config_file, **overrides)
+    check_backbone_weights(config)
+    if (data is None) == (synthetic_subjects is None):
+        raise click.UsageError("give one of --data and --synthetic")
+    if (name == "table11") != (test_data is not None):
+        raise click.UsageError("table11 needs --test-data, and only table11 takes it")
+    if k < 2:
+        raise click.BadParameter("must be at least 2", param_hint="--folds")
+    verbose = 0 if quiet else 1
+    if synthetic_subjects is not None:
+        from dam_cnn_tf.commands.demo import synthetic_prepared
+
+        if synthetic_subjects < k + 2 or synthetic_images < 1:
+            raise click.BadParameter(f"needs at least {k + 2} subjects for {k} folds", param_hint="--synthetic")
+        prepared = synthetic_prepared(config, num_subjects=synthetic_subjects, images_per_class=synthetic_images,
+                                      seed=config.seed)
+    else:
+        prepared = load_prepared(spec, config, progress=not quiet)
+    if name == "table11":
+        protocol_name, prepared, folds = _cross_dataset(prepared, spec, config, test_data, test_layout, test_detect,
+                                                       quiet)
+    else:
+        from dam_cnn_tf.commands.crossval import make_folds
+
+        protocol_name, folds = make_folds(protocol, prepared, k, config.seed, config.val_fraction,
+                                          dataset_name or (Path(data).name if data else "synthetic"))
+    if max_folds:
+        folds = folds[:max_folds]
+    try:
+        table = run_experiment(name, prepared, folds, config, out, protocol_name, verbose=verbose)
+        if not no_figures:
+            write_experiment_figures(name, prepared, folds, config, out)
+    except (ExperimentError, SharedStage1Error) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo((Path(out) / f"{name}.md").read_text())
+    for key in ("table3_attention_check.md",):
+        if name == "table3" and (Path(out) / key).exists():
+            click.echo((Path(out) / key).read_text())
+    click.echo(f"{name}: {len(table['rows'])} rows over {len(folds)} fold(s) ({protocol_name}); results in {out}")
+
+
+def _cross_dataset(prepared, spec, config, test_data, test_layout, test_detect, quiet):
+    """Table 11: train (and select) on --data, test on --test-data, their common classes only."""
+    import numpy as np
+
+    from dam_cnn_tf.commands.crossval import _count, _merge
+    from dam_cnn_tf.data.protocols import Fold, carve_validation
+
+    test_spec = {**spec, "path": str(test_data), "layout": test_layout}
+    if test_detect is not None:
+        test_spec["detect"] = test_detect
+    tested = load_prepared(test_spec, config, progress=not quiet)
+    common = tuple(c for c in prepared.class_names if c in set(tested.class_names))
+    if len(common) < 2:
+        raise click.ClickException(f"--test-data {test_data}: fewer than two classes in common with the training data")
+    merged = _merge(prepared, tested, common)
+    count = _count(prepared, common)
+    train_idx, test_idx = np.arange(count), np.arange(count, len(merged.labels))
+    subjects = merged.dataset.subjects() if merged.dataset.has_subjects() else None
+    name = f"{prepared.dataset.name}->{tested.dataset.name}"
+    fold = carve_validation(Fold(name, train_idx, test_idx), merged.labels, subjects, config.val_fraction, config.seed)
+    return f"cross-dataset: train on {prepared.dataset.name}, test on {tested.dataset.name} ({', '.join(common)})", \
+        merged, [fold]
