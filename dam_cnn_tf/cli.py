@@ -36,12 +36,13 @@ def _register():
     from dam_cnn_tf.commands.crossval import crossval
     from dam_cnn_tf.commands.demo import demo
     from dam_cnn_tf.commands.evaluate import evaluate
+    from dam_cnn_tf.commands.experiment import experiment
     from dam_cnn_tf.commands.export import export
     from dam_cnn_tf.commands.predict import predict
     from dam_cnn_tf.commands.train import train
     from dam_cnn_tf.weights.cli import weights
 
-    for command in (train, crossval, evaluate, predict, export, demo, weights):
+    for command in (train, crossval, evaluate, predict, export, demo, experiment, weights):
         main.add_command(command)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from dam_cnn_tf.data.pairs import sample_pair_targets
 from dam_cnn_tf.models.end_to_end import EndToEndDAMCNN
 
 
@@ -32,15 +31,13 @@ def image_pair_dataset(images: np.ndarray, labels, targets: np.ndarray, batch_si
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def end_to_end_datasets(config, train, val, num_paths: int):
-    def targets(faces, seed):
-        if config.pair_attribute:
-            return sample_pair_targets(faces.labels, None, seed=seed, attributes=faces.attributes)
-        return sample_pair_targets(faces.labels, num_paths, seed=seed)
-
+def end_to_end_datasets(config, train, val, num_paths: int, pair_targets):
+    """Training and validation batches; ``pair_targets(config, faces, seed, num_paths)`` draws the targets."""
     batch = config.stage2_batch_size
-    return (image_pair_dataset(train.images, train.labels, targets(train, config.seed), batch, True, config.seed),
-            image_pair_dataset(val.images, val.labels, targets(val, config.seed + 1), batch, False))
+    train_targets = pair_targets(config, train, config.seed, num_paths)
+    val_targets = pair_targets(config, val, config.seed + 1, num_paths)
+    return (image_pair_dataset(train.images, train.labels, train_targets, batch, True, config.seed),
+            image_pair_dataset(val.images, val.labels, val_targets, batch, False))
 
 
 def make_end_to_end(front, net, make_optimizer, config) -> EndToEndDAMCNN:

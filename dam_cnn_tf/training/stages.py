@@ -179,10 +179,15 @@ def _weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int):
-    if config.pair_attribute:
+def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int, num_paths: int):
+    """N same-class targets per sample; decoder j's of attribute value j with ``--pair-attribute``.
+
+    A part lacking one of the training part's attribute values (a small validation part)
+    gets random same-class targets, so its N still matches the model's.
+    """
+    if config.pair_attribute and len(set(faces.attributes.tolist())) == num_paths:
         return sample_pair_targets(faces.labels, None, seed=seed, attributes=faces.attributes)
-    return sample_pair_targets(faces.labels, config.num_paths, seed=seed)
+    return sample_pair_targets(faces.labels, num_paths, seed=seed)
 
 
 def num_paths_for(config: TrainConfig, faces: FaceSet) -> int:
@@ -228,8 +233,8 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
         net.mpae.encoder.set_weights(vgg_serd.get_layer("fc6").get_weights())
     if config.end_to_end:
         return _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_paths, verbose)
-    train_targets = _pair_targets(config, train, config.seed)
-    val_targets = _pair_targets(config, val, config.seed + 1)
+    train_targets = _pair_targets(config, train, config.seed, num_paths)
+    val_targets = _pair_targets(config, val, config.seed + 1, num_paths)
     train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
                             seed=config.seed)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
@@ -244,7 +249,7 @@ def _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_pat
 
     with make_strategy(config.strategy).scope():
         model = make_end_to_end(salient_feature_model(vgg_serd), net, make_optimizer, config)
-    train_ds, val_ds = end_to_end_datasets(config, train, val, num_paths)
+    train_ds, val_ds = end_to_end_datasets(config, train, val, num_paths, _pair_targets)
     _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
                      config.patience, verbose)
     _atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
