@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from dam_cnn_tf.data.pipeline import image_dataset
+from dam_cnn_tf.models.model_file import load_model_file
 from dam_cnn_tf.models.vgg_serd import FLATTEN, salient_feature_model
 from dam_cnn_tf.training.attention_check import attention_check
 from dam_cnn_tf.training.config import TrainConfig
@@ -94,7 +95,7 @@ def attention_check_of_runs(runs_and_folds: list, config: TrainConfig, data) -> 
 
 def representation_tsne(run: RunDir, config: TrainConfig, data, indices, path, seed: int = 0) -> Path:
     """Fig. 6: t-SNE of raw pixels (R1), salient features (R2) and MPAE codes (R3) of a DAM-CNN run."""
-    model = keras.models.load_model(run.model_path)
+    model = load_model_file(run.model_path)
     encoder = _code_layer(model)
     probe = keras.Model(model.input, {"features": model.get_layer(FLATTEN).output, "code": encoder.output})
     out = probe.predict(image_dataset(data.faces[indices], None, 32, config.input_size, preprocess=False), verbose=0)
