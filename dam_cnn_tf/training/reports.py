@@ -14,6 +14,7 @@ import numpy as np
 
 from dam_cnn_tf.training.evaluation import row_percentages
 from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text
+from dam_cnn_tf.viz.attention import write_png
 
 
 def confusion_csv(matrix, class_names) -> str:
@@ -45,11 +46,7 @@ def confusion_png(matrix, class_names, path, title: str = "") -> None:
             cv2.rectangle(image, (x, y), (x + cell - 2, y + cell - 2), (255, shade, shade), -1)
             colour = (255, 255, 255) if percent[i, j] > 60 else (0, 0, 0)
             cv2.putText(image, f"{percent[i, j]:.1f}", (x + 8, y + cell // 2 + 4), font, 0.45, colour, 1, cv2.LINE_AA)
-    path = Path(path)
-    ok, encoded = cv2.imencode(".png", image[..., ::-1])
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    tmp.replace(path)
+    write_png(path, image)
 
 
 def write_evaluation(result: dict, out_dir, stem: str = "evaluation", title: str = "") -> None:

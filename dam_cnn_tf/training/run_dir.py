@@ -48,15 +48,24 @@ def temporary_sibling(path) -> Path:
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{''.join(path.suffixes)}")
 
 
-def atomic_save_model(model, path) -> None:
-    """``model.save`` to a temporary name, then rename."""
+def _write_then_rename(path, write) -> None:
     tmp = temporary_sibling(path)
     try:
-        model.save(tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_save_model(model, path) -> None:
+    """``model.save`` to a temporary name, then rename."""
+    _write_then_rename(path, model.save)
+
+
+def atomic_save_weights(model, path) -> None:
+    """``model.save_weights`` to a temporary name, then rename."""
+    _write_then_rename(path, model.save_weights)
 
 
 class RunDir:

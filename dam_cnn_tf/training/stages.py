@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +39,7 @@ from dam_cnn_tf.training.callbacks import (
 )
 from dam_cnn_tf.training.config import TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
-from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_write_json, temporary_sibling
+from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_save_weights, atomic_write_json
 
 
 @dataclasses.dataclass
@@ -137,15 +136,9 @@ def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir,
     val_ds = image_dataset(val.images, val.labels, config.stage1_batch_size, size, preprocess=False)
     _, epochs = _fit(vgg_serd, train_ds, val_ds, config.stage1_epochs, stage_dir, "stage 1", config.patience, verbose)
     final = stage_dir / "vgg_serd.weights.h5"
-    _atomic_save_weights(vgg_serd, final)
+    atomic_save_weights(vgg_serd, final)
     run.mark_completed("stage1", epochs=epochs)
     return vgg_serd
-
-
-def _atomic_save_weights(model, path: Path) -> None:
-    tmp = temporary_sibling(path)
-    model.save_weights(tmp)
-    os.replace(tmp, path)
 
 
 def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, verbose: int = 1) -> FeatureCache:
@@ -239,7 +232,7 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
                             seed=config.seed)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
     _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose)
-    _atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
+    atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
     return net
 
@@ -252,8 +245,8 @@ def _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_pat
     train_ds, val_ds = end_to_end_datasets(config, train, val, num_paths, _pair_targets)
     _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
                      config.patience, verbose)
-    _atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
-    _atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
+    atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
+    atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths, end_to_end=True)
     return net
 
