@@ -11,6 +11,11 @@ import dataclasses
 from typing import Tuple
 
 
+# keras_adam: float32 with Keras' own element-wise Adam, to show what the fused update saves;
+# sgd: float32 with fused momentum SGD (`--optimizer sgd`), one optimizer slot instead of two.
+STAGE2_VARIANTS = ("float32", "xla", "mixed_bfloat16", "mixed_float16", "keras_adam", "sgd")
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     name: str
@@ -26,7 +31,7 @@ class BenchConfig:
     num_paths: int  # N
     stage2_batch: int
     stage2_steps: int
-    stage2_variants: Tuple[str, ...]  # "float32", "xla", "mixed_bfloat16", "mixed_float16"
+    stage2_variants: Tuple[str, ...]  # "float32", "xla", "mixed_bfloat16", "mixed_float16", "keras_adam"
     # Section 4: the pair pipeline.
     pipeline_rows: int
     pipeline_batches: int
@@ -48,17 +53,17 @@ CONFIGS = {
     "toy": BenchConfig(
         name="toy", image_size=32, inference_batch=2, train_batch=2, image_steps=2, extraction_images=4,
         features=64, encoder_units=16, num_paths=5, stage2_batch=4, stage2_steps=2,
-        stage2_variants=("float32", "xla", "mixed_bfloat16"), pipeline_rows=64, pipeline_batches=4,
+        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=64, pipeline_batches=4,
         memory_steps=1, fc_units=32,
     ),
     "cpu": BenchConfig(
-        name="cpu", image_size=112, inference_batch=8, train_batch=8, image_steps=3, extraction_images=32,
+        name="cpu", image_size=112, inference_batch=8, train_batch=8, image_steps=3, extraction_images=128,
         features=25088, encoder_units=4096, num_paths=5, stage2_batch=32, stage2_steps=3,
-        stage2_variants=("float32", "xla"), pipeline_rows=1024, pipeline_batches=16,
+        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=1024, pipeline_batches=16,
     ),
     "full": BenchConfig(
         name="full", image_size=224, inference_batch=8, train_batch=4, image_steps=3, extraction_images=32,
         features=25088, encoder_units=4096, num_paths=5, stage2_batch=32, stage2_steps=5,
-        stage2_variants=("float32", "xla"), pipeline_rows=2048, pipeline_batches=32, memory_steps=3,
+        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=2048, pipeline_batches=32, memory_steps=3,
     ),
 }

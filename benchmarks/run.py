@@ -5,6 +5,7 @@ Prints one table and, with ``--json``, writes every figure (and the machine it c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 
-from benchmarks.configs import CONFIGS, BenchConfig  # noqa: E402
+from benchmarks.configs import CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E402
 from benchmarks.report import format_table  # noqa: E402
 from benchmarks.worker import WorkerError, run_worker  # noqa: E402
 
@@ -152,9 +153,17 @@ def write_json(path: Path, payload: dict) -> None:
               help="Run only these sections (repeatable); all by default.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where exports and caches go (a temporary directory by default).")
-def main(config_name, json_path, sections, workdir):
+@click.option("--stage2-batch", type=click.IntRange(min=1), default=None,
+              help="Batch size of the stage-2 sections (the config's by default, 32 in cpu and full).")
+@click.option("--stage2-variant", "stage2_variants", type=click.Choice(STAGE2_VARIANTS), multiple=True,
+              help="Stage-2 variants to time (repeatable); the config's by default.")
+def main(config_name, json_path, sections, workdir, stage2_batch, stage2_variants):
     """Benchmark DAM-CNN against the cost of its own backbone."""
     cfg = CONFIGS[config_name]
+    if stage2_batch is not None:
+        cfg = dataclasses.replace(cfg, stage2_batch=stage2_batch)
+    if stage2_variants:
+        cfg = dataclasses.replace(cfg, stage2_variants=tuple(stage2_variants))
     sections = tuple(sections) or SECTIONS
     start = time.perf_counter()
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -64,6 +64,21 @@ def test_quick_sections(tmp_path):
     assert pipeline["ratio"] is None and pipeline["met"] is None
 
 
+def test_stage2_batch_and_variants_can_be_chosen(tmp_path):
+    out = tmp_path / "stage2.json"
+    args = ["--config", "toy", "--json", str(out), "--section", "stage2", "--stage2-batch", "3",
+            "--stage2-variant", "float32", "--stage2-variant", "sgd"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["config"]["stage2_batch"] == 3
+    variants = payload["sections"]["stage2"]["variants"]
+    assert set(variants) == {"float32", "sgd"}
+    assert all(v["batch"] == 3 and v["losses_finite"] for v in variants.values())
+    bad = CliRunner().invoke(main, ["--config", "toy", "--stage2-variant", "fp8"])
+    assert bad.exit_code != 0 and "--stage2-variant" in bad.output
+
+
 @pytest.mark.slow
 def test_toy_suite_end_to_end(tmp_path):
     out = tmp_path / "toy.json"

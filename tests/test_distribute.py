@@ -52,6 +52,19 @@ SCRIPT = textwrap.dedent(
     b.fit(one_batch, epochs=1, verbose=0)
     for x, y in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+    # The default optimizers (fused Adam) update every replica's copy alike.
+    with strategy.scope():
+        fused = MPVSNet(10, 3, encoder_units=6, num_paths=2, fc_units=5, dropout=0.0)
+        fused.compile()
+    fused.mpae.adapt(s)
+    before = [v.numpy().copy() for v in fused.trainable_variables]
+    fused.fit(ds, epochs=1, verbose=0)
+    assert type(fused.mpae_optimizer).__name__ == "FusedAdam"
+    for variable, old in zip(fused.trainable_variables, before):
+        copies = [c.numpy() for c in variable.value.values]
+        assert len(copies) == 2 and not np.allclose(copies[0], old)
+        np.testing.assert_array_equal(copies[0], copies[1])
     print("MIRRORED OK")
     """
 )

@@ -40,16 +40,19 @@ def _op_types(fn, *args):
 
 
 # --- decoders ----------------------------------------------------------------------------------
-def test_all_decoders_are_one_matmul_and_equal_separate_ones():
+def test_each_decoder_is_one_matmul_on_its_own_kernel():
     layer = MultiPathDecoder(N, D)
     layer.build((None, H))
-    layer.bias.assign(np.random.default_rng(1).normal(size=(N, D)).astype("float32"))
+    rng = np.random.default_rng(1)
+    for bias in layer.biases:
+        bias.assign(rng.normal(size=(D,)).astype("float32"))
     h = np.random.default_rng(0).random((4, H), dtype=np.float32)
     ops = _op_types(tf.function(layer.call), tf.TensorSpec((None, H), tf.float32))
-    assert ops.count("MatMul") + ops.count("BatchMatMulV2") == 1
-    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
-    separate = np.stack([1 / (1 + np.exp(-(h @ kernel[:, j, :] + bias[j]))) for j in range(N)], axis=1)
-    np.testing.assert_allclose(layer(h).numpy(), separate, rtol=1e-5, atol=1e-6)
+    assert ops.count("MatMul") == N and "BatchMatMulV2" not in ops
+    assert [tuple(k.shape) for k in layer.kernels] == [(H, D)] * N  # contiguous per path
+    expected = np.stack([1 / (1 + np.exp(-(h @ k.numpy() + b.numpy()))) for k, b in zip(layer.kernels, layer.biases)],
+                        axis=1)
+    np.testing.assert_allclose(layer(h).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 # --- input pipelines ---------------------------------------------------------------------------
@@ -79,6 +82,20 @@ def test_image_and_in_memory_pair_pipelines_run_in_the_graph(tmp_path):
     # The check is not vacuous: the memory-mapped path reads through NumPy, once per batch.
     cache = write_feature_cache(tmp_path / "f", lambda x: x, [features], 6, labels=labels, verbose=0)
     assert _dataset_op_types(pair_dataset(cache, None, targets, batch_size=4)) & PY_OPS
+
+
+def test_images_at_the_input_size_are_not_resampled_and_the_autotuner_is_off():
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(6) % 2
+    same = image_dataset(images, labels, batch_size=4, image_size=16, preprocess=False)
+    resized = image_dataset(images, labels, batch_size=4, image_size=12, preprocess=False)
+    assert not {op for op in _dataset_op_types(same) if "Resize" in op or "ScaleAndTranslate" in op}
+    assert {op for op in _dataset_op_types(resized) if "Resize" in op or "ScaleAndTranslate" in op}
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in same.as_numpy_iterator()]), images.astype("float32"))
+    features = np.random.default_rng(0).random((6, D), dtype=np.float32)
+    pairs = pair_dataset(features, labels, sample_pair_targets(labels, 2, seed=0), batch_size=4)
+    for ds in (same, resized, pairs):
+        assert ds.options().autotune.enabled is False
 
 
 class _CountingMemmap(np.memmap):
@@ -149,7 +166,7 @@ def test_mixed_precision_step_runs_with_finite_losses(policy, mixed):
     loss_scaled = mixed == "float16"
     assert isinstance(net.optimizer, keras.optimizers.LossScaleOptimizer) is loss_scaled
     assert isinstance(net.mpae_optimizer, keras.optimizers.LossScaleOptimizer) is loss_scaled
-    assert net.mpae.decoders.compute_dtype == mixed and net.mpae.decoders.kernel.dtype == "float32"
+    assert net.mpae.decoders.compute_dtype == mixed and all(k.dtype == "float32" for k in net.mpae.decoders.kernels)
     before = [v.numpy() for v in net.trainable_variables]
     losses = _train_steps(net)
     assert np.all(np.isfinite(losses))

@@ -19,10 +19,10 @@ def numpy_mpae_losses(model, s, targets):
     scale = lambda x: np.clip(x / feature_max, 0.0, 1.0)  # noqa: E731
     w_e, b_e = (w.astype("float64") for w in model.encoder.get_weights())
     h = sigmoid(scale(s) @ w_e + b_e)  # Eq. 6
-    kernel, bias = (w.astype("float64") for w in model.decoders.get_weights())
+    weights = [w.astype("float64") for w in model.decoders.get_weights()]  # V^1, B_D^1, V^2, B_D^2, ...
     losses = []
     for j in range(model.num_paths):
-        recon = sigmoid(h @ kernel[:, j, :] + bias[j])  # Eq. 7
+        recon = sigmoid(h @ weights[2 * j] + weights[2 * j + 1])  # Eq. 7
         losses.append(np.mean(np.sum((recon - scale(targets[:, j])) ** 2, axis=1)))  # Eq. 8
     return np.array(losses)
 

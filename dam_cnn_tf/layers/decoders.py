@@ -1,9 +1,13 @@
 """The N decoding paths of the MPAE (paper §3.3.1, Eq. 7).
 
 ``MultiPathDecoder`` is the paper's: path j is ``ŝʲ = sig(Vʲ h + B_Dʲ)``, a fully connected
-layer per path. The N kernels live in one ``(H, N, D)`` weight so all paths are computed by a
-single matrix multiply ``h @ V`` of shape ``(B, H) x (H, N·D)``, which runs near the machine's
-GEMM speed, instead of N smaller ones.
+layer per path, each with its own ``(H, D)`` kernel ``Vʲ`` and bias ``B_Dʲ``. Each path is one
+``(B, H) x (H, D)`` product, 6.6 GFLOP at the paper's size and a batch of 32: large enough to
+run at the machine's matrix-multiply speed alone, and bounded on any device by reading the
+kernels, the same ``N·H·D`` weights whether read by one product or N (docs/performance.md
+measures the paths stacked into one ``(H, N·D)`` product 1.9x slower forward + backward on a CPU). Separate
+variables also give each path its own optimizer state, so Algorithm 1's per-path update
+touches only that path's decoder under any optimizer.
 
 ``ConvMultiPathDecoder`` is the lighter alternative the paper's §4.5 proposes: each path
 projects ``h`` to a small ``(h, w, c)`` map and a convolution shared by all paths lifts it to
@@ -30,24 +34,25 @@ class MultiPathDecoder(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        # V^j for every path j, stored side by side.
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(hidden, self.num_paths, self.output_dim),
-            initializer=self.kernel_initializer,
-        )
-        self.bias = self.add_weight(name="bias", shape=(self.num_paths, self.output_dim), initializer="zeros")
+        # V^j and B_D^j of Eq. 7, one pair of variables per path j.
+        self.kernels, self.biases = [], []
+        for j in range(1, self.num_paths + 1):
+            self.kernels.append(
+                self.add_weight(name=f"kernel_{j}", shape=(hidden, self.output_dim), initializer=self.kernel_initializer)
+            )
+            self.biases.append(self.add_weight(name=f"bias_{j}", shape=(self.output_dim,), initializer="zeros"))
 
     def call(self, h):
-        hidden = ops.shape(self.kernel)[0]
-        kernel = ops.reshape(ops.cast(self.kernel, h.dtype), (hidden, self.num_paths * self.output_dim))
-        logits = ops.reshape(ops.matmul(h, kernel), (-1, self.num_paths, self.output_dim))
-        return ops.sigmoid(logits + ops.cast(self.bias, h.dtype))
+        return ops.stack([self.call_path(h, j) for j in range(self.num_paths)], axis=1)
 
     def call_path(self, h, path: int):
         """Decoder ``path`` alone, ``(B, H) -> (B, D)``, for Algorithm 1's per-path updates."""
-        kernel = ops.cast(self.kernel[:, path, :], h.dtype)
-        return ops.sigmoid(ops.matmul(h, kernel) + ops.cast(self.bias[path], h.dtype))
+        kernel, bias = self.kernels[path], self.biases[path]
+        return ops.sigmoid(ops.matmul(h, ops.cast(kernel, h.dtype)) + ops.cast(bias, h.dtype))
+
+    def path_variables(self, path: int):
+        """The variables decoder ``path`` alone uses: ``[Vʲ, B_Dʲ]``."""
+        return [self.kernels[path], self.biases[path]]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_paths, self.output_dim)
@@ -98,6 +103,10 @@ class ConvMultiPathDecoder(keras.layers.Layer):
 
     def call_path(self, h, path: int):
         return self._lift(self.projection.call_path(h, path), 1)[:, 0]
+
+    def path_variables(self, path: int):
+        """Path ``path``'s projection and the lift every path shares."""
+        return self.projection.path_variables(path) + self.lift.trainable_variables
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_paths, self.output_dim)

@@ -22,6 +22,7 @@ from keras import ops
 from dam_cnn_tf import hparams
 from dam_cnn_tf.models.mpae import reconstruction_losses, replica_share
 from dam_cnn_tf.models.mpvs_net import MPVSNet
+from dam_cnn_tf.optimizers import FusedAdam
 
 
 class EndToEndDAMCNN(keras.Model):
@@ -50,7 +51,7 @@ class EndToEndDAMCNN(keras.Model):
     def compile(self, optimizer=None, mpae_optimizer=None, front_optimizer=None, **kwargs):
         self.net.compile(optimizer=optimizer, mpae_optimizer=mpae_optimizer)
         super().compile(optimizer=self.net.optimizer, **kwargs)
-        self.front_optimizer = keras.optimizers.get(front_optimizer or keras.optimizers.Adam(hparams.ALPHA_S))
+        self.front_optimizer = keras.optimizers.get(front_optimizer or FusedAdam(hparams.ALPHA_S))
         self.front_optimizer.build(self.front_variables())
 
     @property

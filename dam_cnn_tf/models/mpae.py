@@ -112,6 +112,10 @@ class MultiPathAutoencoder(keras.Model):
         scaled = ops.reshape(self.scaler(flat), (-1, self.num_paths, self.input_dim))
         return ops.stop_gradient(scaled)
 
+    def path_variables(self, path: int):
+        """What path ``path``'s objective ``J_j`` trains: the encoder and decoder ``path``."""
+        return self.encoder.trainable_variables + self.decoders.path_variables(path)
+
     def adapt(self, features) -> None:
         """Fit the input/target scaling on training features ``(n, D)`` (DESIGN §1)."""
         self.scaler.adapt(features)

@@ -19,6 +19,7 @@ from keras import ops
 
 from dam_cnn_tf import hparams
 from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses, replica_share
+from dam_cnn_tf.optimizers import FusedAdam
 
 
 def _unpack_labels_and_targets(y):
@@ -112,8 +113,8 @@ class MPVSNet(keras.Model):
     def compile(self, optimizer=None, mpae_optimizer=None, **kwargs):
         """Compile with the head's optimizer (Eq. 10) and the MPAE's optimizer (Eq. 11)."""
         kwargs.pop("loss", None)  # the objective is fixed by Eq. 10-11
-        head_optimizer = keras.optimizers.get(optimizer or keras.optimizers.Adam(hparams.ALPHA_FC))
-        mpae_optimizer = keras.optimizers.get(mpae_optimizer or keras.optimizers.Adam(hparams.ALPHA_M))
+        head_optimizer = keras.optimizers.get(optimizer or FusedAdam(hparams.ALPHA_FC))
+        mpae_optimizer = keras.optimizers.get(mpae_optimizer or FusedAdam(hparams.ALPHA_M))
         if keras.config.dtype_policy().name == "mixed_float16":
             head_optimizer = _with_loss_scaling(head_optimizer)
             mpae_optimizer = _with_loss_scaling(mpae_optimizer)
@@ -164,7 +165,10 @@ class MPVSNet(keras.Model):
 
     def _apply_routed_gradients(self, s, labels, targets, path=None):
         """One update of Eq. 10 (head) and Eq. 11 (MPAE) from a single forward pass."""
-        head_vars, mpae_vars = self.head_variables(), self.mpae_variables()
+        head_vars = self.head_variables()
+        # Algorithm 1, line 8 updates the encoder and decoder j only; the other paths are left
+        # alone, optimizer state included.
+        mpae_vars = self.mpae_variables() if path is None else self.mpae.path_variables(path)
         with tf.GradientTape(persistent=True) as tape:
             cross_entropy, per_path, probabilities = self._forward(s, labels, targets, True, path)
             mpae_objective = ops.sum(per_path) + self.lam * cross_entropy  # Eq. 11

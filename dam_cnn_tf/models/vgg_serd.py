@@ -17,6 +17,7 @@ import keras
 from dam_cnn_tf import hparams
 from dam_cnn_tf.layers.serd import SERDLayer
 from dam_cnn_tf.models.vgg_face import VGG_FACE_WIDTHS, VGGFacePreprocess, build_vgg_face
+from dam_cnn_tf.optimizers import FusedAdam
 
 BACKBONE = "backbone"
 SERD = "serd"
@@ -68,7 +69,7 @@ def build_vgg_serd(
 def compile_vgg_serd(model: keras.Model, learning_rate: float = hparams.ALPHA_S, optimizer=None, **kwargs) -> keras.Model:
     """Compile for Eq. 4: cross-entropy (Eq. 5) plus the SERD regularizer from ``add_loss``."""
     model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer or FusedAdam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         **kwargs,

@@ -7,6 +7,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from dam_cnn_tf.optimizers import FusedAdam, FusedSGD
+
 
 def make_strategy(name: str = "default") -> tf.distribute.Strategy:
     """``default`` (one device), ``mirrored`` (all local GPUs, or CPUs configured as
@@ -30,7 +32,7 @@ def set_precision(mixed: Optional[str]) -> None:
 
 def make_optimizer(kind: str, learning_rate: float) -> keras.optimizers.Optimizer:
     if kind == "adam":
-        return keras.optimizers.Adam(learning_rate)
+        return FusedAdam(learning_rate)
     if kind == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        return FusedSGD(learning_rate, momentum=0.9)
     raise ValueError(f"--optimizer: unknown optimizer {kind!r}")
