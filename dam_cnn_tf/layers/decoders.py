@@ -5,7 +5,7 @@ layer per path, each with its own ``(H, D)`` kernel ``Vʲ`` and bias ``B_Dʲ``. 
 ``(B, H) x (H, D)`` product, 6.6 GFLOP at the paper's size and a batch of 32: large enough to
 run at the machine's matrix-multiply speed alone, and bounded on any device by reading the
 kernels, the same ``N·H·D`` weights whether read by one product or N (docs/performance.md
-measures the paths stacked into one ``(H, N·D)`` product 1.9x slower forward + backward on a CPU). Separate
+measures the paths stacked into one ``(H, N·D)`` product 1.5-2.9x slower forward + backward on a CPU). Separate
 variables also give each path its own optimizer state, so Algorithm 1's per-path update
 touches only that path's decoder under any optimizer.
 
