@@ -7,8 +7,8 @@ MPAE encoder → FC (ReLU) → FC (softmax). The two parts learn by different ru
 
 So the head's update never sees λ or the reconstruction losses, while the encoder's sees
 both. One fused update per batch over all paths is the default; ``per_path_updates=True``
-runs Algorithm 1's inner loop instead (lines 6-10): for each path j, update the MPAE with
-``J_j + λ·L_ce`` and then the head with ``L_ce``, N updates per batch.
+runs Algorithm 1's inner loop instead (lines 6-10): for each path j, update the encoder and
+decoder j with ``J_j + λ·L_ce`` and then the head with ``L_ce``, N updates per batch.
 """
 
 from __future__ import annotations
