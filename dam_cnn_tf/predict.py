@@ -21,6 +21,7 @@ import numpy as np
 from dam_cnn_tf.data.faces import NO_FACE_CHOICES, HaarFaceDetector, expand_box, resize_face
 from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
 from dam_cnn_tf.data.loading import ON_BAD_CHOICES
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.dam_cnn import ATTENTION, PROBABILITIES
 from dam_cnn_tf.viz.attention import SCALES, colorize_attention
 
@@ -36,13 +37,11 @@ class PredictError(ValueError):
 class VideoReadError(ImageReadError):
     """A video file OpenCV cannot open or decode; one line naming the file."""
 
-    def __init__(self, path, reason: str):
-        super().__init__(path, reason)
-        ValueError.__init__(self, f"cannot read video {self.path}: {self.reason}")
+    MESSAGE = "cannot read video {path}: {reason}"
 
 
 def _one_line(text, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    text = one_line(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

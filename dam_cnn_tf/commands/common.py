@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.training.config import TrainConfig
 
 # Exceptions a user's input can cause; they become a one-line message, not a traceback.
@@ -34,9 +35,9 @@ def user_error_types() -> tuple:
     )
 
 
-def one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
+def error_line(error: BaseException) -> str:
+    """The error's message on one line, or its type's name when it has none."""
+    return one_line(str(error).strip() or type(error).__name__)
 
 
 def handle_user_errors(command):
@@ -49,7 +50,7 @@ def handle_user_errors(command):
         except click.ClickException:
             raise
         except user_error_types() as error:
-            raise click.ClickException(one_line(error)) from None
+            raise click.ClickException(error_line(error)) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; resume with the same command or `train --resume RUN_DIR`") from None
 
@@ -179,9 +180,9 @@ def load_inference_model(model):
     try:
         loaded = load_model_file(path)
     except ModelFileError as error:
-        raise click.ClickException(one_line(error)) from None
+        raise click.ClickException(error_line(error)) from None
     try:
         names = load_class_names(path.parent)
     except FileNotFoundError as error:
-        raise click.ClickException(one_line(error)) from None
+        raise click.ClickException(error_line(error)) from None
     return loaded, names

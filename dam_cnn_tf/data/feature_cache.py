@@ -18,6 +18,8 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from dam_cnn_tf.errors import one_line
+
 CACHE_FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
 
@@ -31,10 +33,6 @@ def _paths(path) -> tuple[Path, Path]:
     if path.suffix != ".npy":
         path = path.with_name(path.name + ".npy")
     return path, path.with_suffix(".json")
-
-
-def _one_line(error) -> str:
-    return " ".join(str(error).split())
 
 
 def _is_count(value) -> bool:
@@ -103,7 +101,7 @@ class FeatureCache:
             feature_shape = tuple(metadata["feature_shape"])
             labels = metadata.get("labels")
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise FeatureCacheError(f"{meta_path}: unreadable feature-cache metadata ({_one_line(err)})") from None
+            raise FeatureCacheError(f"{meta_path}: unreadable feature-cache metadata ({one_line(err)})") from None
         if version != CACHE_FORMAT_VERSION:
             raise FeatureCacheError(f"{meta_path}: cache format {version!r}, this version reads {CACHE_FORMAT_VERSION}")
         # The JSON is data from disk: check every field's type before it reaches NumPy.
@@ -121,7 +119,7 @@ class FeatureCache:
         try:
             features = np.load(npy, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # EOFError: empty; BadZipFile: "PK..."
-            raise FeatureCacheError(f"{npy}: cannot read features ({_one_line(err)})") from None
+            raise FeatureCacheError(f"{npy}: cannot read features ({one_line(err)})") from None
         if not isinstance(features, np.ndarray) or features.shape != shape or features.dtype != np.dtype(dtype):
             raise FeatureCacheError(
                 f"{npy}: holds {getattr(features, 'shape', '?')} {getattr(features, 'dtype', type(features).__name__)}"

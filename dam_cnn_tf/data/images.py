@@ -18,6 +18,7 @@ import numpy as np
 from dam_cnn_tf.data.image_header import (
     HEADER_PREFIX_BYTES, HeaderError, ImageHeader, gif_first_frame, probe_header,
 )
+from dam_cnn_tf.errors import PathError
 
 # Twice a 6000x4000 photo; far above any face dataset of §4.1.1. Per-call ``max_pixels`` overrides it.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -28,16 +29,10 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 
-class ImageReadError(ValueError):
+class ImageReadError(PathError):
     """An image that cannot be read; ``str`` is one line naming the file and the reason."""
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = " ".join(str(reason).split())  # one line, whatever the decoder said
-        super().__init__(f"cannot read image {self.path}: {self.reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
+    MESSAGE = "cannot read image {path}: {reason}"
 
 
 def has_image_extension(path: Union[str, os.PathLike]) -> bool:

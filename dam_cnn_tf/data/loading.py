@@ -20,22 +20,15 @@ from typing import Optional
 from dam_cnn_tf.data.images import ImageReadError, probe_file, read_image
 from dam_cnn_tf.data.labels import UnknownLabelError, canonical_label
 from dam_cnn_tf.data.samples import Dataset
+from dam_cnn_tf.errors import PathError
 
 ON_BAD_CHOICES = ("skip", "error")
 CHECK_CHOICES = ("header", "decode", "none")
 UNKNOWN_LABEL_CHOICES = ("error", "drop")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(PathError):
     """A dataset whose files or tables do not have the expected layout; one line naming the path."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{self.path}: {self.reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
 
 
 @dataclasses.dataclass

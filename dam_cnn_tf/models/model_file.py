@@ -22,17 +22,13 @@ from typing import Union
 
 import keras
 
+from dam_cnn_tf.errors import PathError, one_line
 
-class ModelFileError(ValueError):
+
+class ModelFileError(PathError):
     """A model file that cannot be loaded, or would run code; one line naming the path."""
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"cannot load model {self.path}: {self.reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
+    MESSAGE = "cannot load model {path}: {reason}"
 
 
 _TRUSTED_MODULES = ("keras", "dam_cnn_tf")
@@ -87,7 +83,7 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for damaged archives; name them all alike
-        message = " ".join(str(error).split())
+        message = one_line(error)
         if "safe_mode" in message or "unsafe" in message.lower():
             raise ModelFileError(path, "it holds Python code (e.g. a Lambda layer), refused in safe mode") from None
         raise ModelFileError(path, f"{type(error).__name__}: {message[:300]}") from None

@@ -21,11 +21,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.caffe import read_caffemodel
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsError, WeightsFormatError, WeightsShapeError
-from dam_cnn_tf.weights.hdf5 import child, one_line, open_hdf5, read_array, text_list
+from dam_cnn_tf.weights.hdf5 import child, open_hdf5, read_array, text_list
 from dam_cnn_tf.weights.keras_h5 import read_deepface, read_keras_vggface
 from dam_cnn_tf.weights.matconvnet import MAT5_MAGIC, MAT73_MAGIC, read_matconvnet
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.weights.errors import WeightsFormatError
 
 # fc6 of VGG-Face (7x7x512 inputs, 4096 outputs, paper §3.1) is the largest array of any
 # release; nothing larger belongs in a weights file for this backbone.
 MAX_ARRAY_VALUES = 7 * 7 * 512 * 4096
-
-
-def one_line(error) -> str:
-    return " ".join(str(error).split())
 
 
 def open_hdf5(path) -> h5py.File:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.errors import WeightsFormatError
-from dam_cnn_tf.weights.hdf5 import child, one_line, open_hdf5, read_array, text_list
+from dam_cnn_tf.weights.hdf5 import child, open_hdf5, read_array, text_list
 
 COLOUR_ORDERS = ("rgb", "bgr")
 
