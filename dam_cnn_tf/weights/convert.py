@@ -21,12 +21,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.caffe import read_caffemodel
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsError, WeightsFormatError, WeightsShapeError
-from dam_cnn_tf.weights.hdf5 import child, open_hdf5, read_array, text_list
+from dam_cnn_tf.weights.hdf5 import child, keras_root, read_array, reading_hdf5, text_list
 from dam_cnn_tf.weights.keras_h5 import read_deepface, read_keras_vggface
 from dam_cnn_tf.weights.matconvnet import MAT5_MAGIC, MAT73_MAGIC, read_matconvnet
 
@@ -60,16 +59,10 @@ def detect_format(path) -> str:
     if head in (MAT5_MAGIC, MAT73_MAGIC):
         return "matconvnet"
     if h5py.is_hdf5(path):
-        with open_hdf5(path) as handle:
-            try:
-                if handle.attrs.get("format") == CONVERTED_FORMAT:
-                    raise WeightsFormatError(f"{path}: already converted; pass it to load_backbone_weights")
-                root = child(handle, "model_weights", h5py.Group, path, "/") if "model_weights" in handle else handle
-                names = set(text_list(root.attrs.get("layer_names", [])))
-            except (OSError, KeyError, ValueError, TypeError) as error:
-                if isinstance(error, WeightsFormatError):
-                    raise
-                raise WeightsFormatError(f"{path}: unreadable HDF5 weights file ({one_line(error)})") from None
+        with reading_hdf5(path, "HDF5 weights file") as handle:
+            if handle.attrs.get("format") == CONVERTED_FORMAT:
+                raise WeightsFormatError(f"{path}: already converted; pass it to load_backbone_weights")
+            names = set(text_list(keras_root(handle, path).attrs.get("layer_names", [])))
         if "conv1_1" in names:
             return "keras-vggface"
         if names:
@@ -153,25 +146,20 @@ def read_converted(path) -> tuple[layout.Weights, dict]:
         raise WeightsFormatError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
         raise WeightsFormatError(f"{path}: not an HDF5 weights file; convert it first with convert_weights")
-    with open_hdf5(path) as handle:
-        try:
-            if handle.attrs.get("format") != CONVERTED_FORMAT:
-                raise WeightsFormatError(
-                    f"{path}: not a converted VGG-Face weights file; convert it first (damcnn-tf weights convert)"
-                )
-            attrs = dict(handle.attrs)
-            weights = {}
-            for name in layout.LAYER_NAMES:
-                if name in handle:
-                    group = child(handle, name, h5py.Group, path, "/")
-                    if "kernel" not in group or "bias" not in group:
-                        raise WeightsFormatError(f"{path}: layer {name} lacks its kernel or bias")
-                    weights[name] = (read_array(group, "kernel", path, group.name),
-                                     read_array(group, "bias", path, group.name))
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            if isinstance(error, WeightsFormatError):
-                raise
-            raise WeightsFormatError(f"{path}: unreadable converted weights file ({one_line(error)})") from None
+    with reading_hdf5(path, "converted weights file") as handle:
+        if handle.attrs.get("format") != CONVERTED_FORMAT:
+            raise WeightsFormatError(
+                f"{path}: not a converted VGG-Face weights file; convert it first (damcnn-tf weights convert)"
+            )
+        attrs = dict(handle.attrs)
+        weights = {}
+        for name in layout.LAYER_NAMES:
+            if name in handle:
+                group = child(handle, name, h5py.Group, path, "/")
+                if "kernel" not in group or "bias" not in group:
+                    raise WeightsFormatError(f"{path}: layer {name} lacks its kernel or bias")
+                weights[name] = (read_array(group, "kernel", path, group.name),
+                                 read_array(group, "bias", path, group.name))
     return layout.validate(weights, path), attrs
 
 

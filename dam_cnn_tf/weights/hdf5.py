@@ -9,6 +9,8 @@ file, before any memory is allocated for the data.
 
 from __future__ import annotations
 
+import contextlib
+
 import h5py
 import numpy as np
 
@@ -26,6 +28,24 @@ def open_hdf5(path) -> h5py.File:
         return h5py.File(path, "r")
     except (OSError, ValueError) as error:
         raise WeightsFormatError(f"{path}: not a readable HDF5 file ({one_line(error)})") from None
+
+
+@contextlib.contextmanager
+def reading_hdf5(path, what: str):
+    """``open_hdf5(path)``, with any error while reading it turned into one ``WeightsFormatError``
+    line calling the file an unreadable ``what``."""
+    with open_hdf5(path) as handle:
+        try:
+            yield handle
+        except WeightsFormatError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            raise WeightsFormatError(f"{path}: unreadable {what} ({one_line(error)})") from None
+
+
+def keras_root(handle, path):
+    """The group holding a Keras 2 file's layers: ``model_weights`` in a full model file, else the root."""
+    return child(handle, "model_weights", h5py.Group, path, "/") if "model_weights" in handle else handle
 
 
 def child(group, name: str, kind, path, where: str):

@@ -20,34 +20,27 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.errors import WeightsFormatError
-from dam_cnn_tf.weights.hdf5 import child, open_hdf5, read_array, text_list
+from dam_cnn_tf.weights.hdf5 import child, keras_root, read_array, reading_hdf5, text_list
 
 COLOUR_ORDERS = ("rgb", "bgr")
 
 
 def _weighted_layers(path) -> list[tuple[str, list[np.ndarray]]]:
     """``[(layer_name, [arrays...])]`` in model order, layers without weights left out."""
-    with open_hdf5(path) as handle:
-        try:
-            root = child(handle, "model_weights", h5py.Group, path, "/") if "model_weights" in handle else handle
-            if "layer_names" not in root.attrs:
-                raise WeightsFormatError(f"{path}: no 'layer_names' attribute: not a Keras 2 weights file")
-            layers = []
-            for layer_name in text_list(root.attrs["layer_names"]):
-                group = child(root, layer_name, h5py.Group, path, root.name)
-                names = text_list(group.attrs.get("weight_names", []))
-                if names:
-                    layers.append((layer_name, [read_array(group, n, path, group.name).astype(np.float32)
-                                                for n in names]))
-            return layers
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            if isinstance(error, WeightsFormatError):
-                raise
-            raise WeightsFormatError(f"{path}: unreadable Keras weights file ({one_line(error)})") from None
+    with reading_hdf5(path, "Keras weights file") as handle:
+        root = keras_root(handle, path)
+        if "layer_names" not in root.attrs:
+            raise WeightsFormatError(f"{path}: no 'layer_names' attribute: not a Keras 2 weights file")
+        layers = []
+        for layer_name in text_list(root.attrs["layer_names"]):
+            group = child(root, layer_name, h5py.Group, path, root.name)
+            names = text_list(group.attrs.get("weight_names", []))
+            if names:
+                layers.append((layer_name, [read_array(group, n, path, group.name).astype(np.float32) for n in names]))
+        return layers
 
 
 def _kernel_and_bias(name, arrays, path):
