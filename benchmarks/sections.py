@@ -1,6 +1,7 @@
 """The measured sections of the suite; each returns a JSON-ready dict.
 
-``benchmarks.run`` runs each in a process of its own (``benchmarks.worker``).
+``benchmarks.run`` runs each in a process of its own (``benchmarks.worker``), so a section's
+memory goes with its process; only the stage-2 step frees its model within the section.
 
 Every comparison is made in one process, the two sides called in turn (A, B, A, B, ...), so
 that both see the same machine state.
@@ -9,16 +10,15 @@ that both see the same machine state.
 from __future__ import annotations
 
 import gc
-import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import numpy as np
 
 from benchmarks.configs import BenchConfig
-from benchmarks.costs import stage2_flops_per_sample, stage2_training_bytes
-from benchmarks.timing import _materialise, rate
+from benchmarks.costs import stage2_flops_per_sample
+from benchmarks.timing import rate, time_interleaved
 
 CLASS_NAMES = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
 
@@ -28,19 +28,6 @@ def _free() -> None:
 
     keras.backend.clear_session()
     gc.collect()
-
-
-def time_interleaved(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str, dict]:
-    """Median seconds per call of each function, after one warm-up call each, calls alternating."""
-    for fn in fns.values():
-        _materialise(fn())
-    times = {name: [] for name in fns}
-    for _ in range(max(1, steps)):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            _materialise(fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "steps": len(t)} for name, t in times.items()}
 
 
 def _images(cfg: BenchConfig, batch: int, seed: int = 0) -> np.ndarray:
@@ -64,9 +51,19 @@ def _forward_fn(model):
     return forward
 
 
-def _target(value: Optional[float], target: float, applies: bool = True) -> dict:
-    met = None if value is None or not applies else bool(value >= target)
+def _target(value: Optional[float], target: float) -> dict:
+    met = None if value is None else bool(value >= target)
     return {"ratio": value, "target": target, "met": met}
+
+
+def _images_per_second(title: str, cfg: BenchConfig, batch: int, ours_then_baseline: dict) -> dict:
+    """Images/s of two workloads on ``batch`` images, called in turn, and the first's ratio to
+    the second against the 0.9x target (sections 1 and 2)."""
+    timings = time_interleaved(ours_then_baseline, cfg.image_steps)
+    rates = {f"{name}_images_per_s": rate(batch, timing) for name, timing in timings.items()}
+    ours, baseline = rates.values()
+    return {"title": title, "image_size": cfg.image_size, "batch": batch, **rates, "timings": timings,
+            **_target(ours / baseline, 0.9)}
 
 
 # --- 1. exported inference against the plain VGG16 body ---------------------------------------
@@ -93,21 +90,8 @@ def exported_inference(cfg: BenchConfig, export_path: str) -> dict:
     images = tf.constant(_images(cfg, cfg.inference_batch))
     serve = tf.saved_model.load(str(export_path)).signatures["serving_default"]
     body = _forward_fn(_vgg16_body(cfg))
-    timings = time_interleaved({"exported": lambda: serve(image=images), "vgg16_body": lambda: body(images)},
-                               cfg.image_steps)
-    exported = rate(cfg.inference_batch, timings["exported"])
-    plain = rate(cfg.inference_batch, timings["vgg16_body"])
-    del serve, body
-    _free()
-    return {
-        "title": "Exported SavedModel inference vs plain VGG16 body",
-        "image_size": cfg.image_size,
-        "batch": cfg.inference_batch,
-        "exported_images_per_s": exported,
-        "vgg16_body_images_per_s": plain,
-        "timings": timings,
-        **_target(exported / plain, 0.9),
-    }
+    return _images_per_second("Exported SavedModel inference vs plain VGG16 body", cfg, cfg.inference_batch,
+                              {"exported": lambda: serve(image=images), "vgg16_body": lambda: body(images)})
 
 
 # --- 2. the stage-1 step against plain VGG16 + FC fine-tuning ---------------------------------
@@ -136,24 +120,9 @@ def stage1_step(cfg: BenchConfig) -> dict:
     shape = (cfg.image_size, cfg.image_size, 3)
     vgg_serd = compile_vgg_serd(build_vgg_serd(cfg.num_classes, input_shape=shape, fc_units=cfg.fc_units))
     plain = _plain_finetune_model(cfg)
-    timings = time_interleaved(
-        {"stage1": lambda: vgg_serd.train_on_batch(images, labels),
-         "vgg16_fc": lambda: plain.train_on_batch(images, labels)},
-        cfg.image_steps,
-    )
-    stage1 = rate(cfg.train_batch, timings["stage1"])
-    baseline = rate(cfg.train_batch, timings["vgg16_fc"])
-    del vgg_serd, plain
-    _free()
-    return {
-        "title": "Stage-1 (VGG-SERD) training step vs plain VGG16 + FC fine-tuning step",
-        "image_size": cfg.image_size,
-        "batch": cfg.train_batch,
-        "stage1_images_per_s": stage1,
-        "vgg16_fc_images_per_s": baseline,
-        "timings": timings,
-        **_target(stage1 / baseline, 0.9),
-    }
+    return _images_per_second("Stage-1 (VGG-SERD) training step vs plain VGG16 + FC fine-tuning step", cfg,
+                              cfg.train_batch, {"stage1": lambda: vgg_serd.train_on_batch(images, labels),
+                                                "vgg16_fc": lambda: plain.train_on_batch(images, labels)})
 
 
 # --- 3. the stage-2 step at the paper's size, and the decoders' products -----------------------
@@ -197,7 +166,6 @@ def stage2_step(cfg: BenchConfig, variant: str) -> dict:
     ``keras_adam`` (float32 with Keras' own element-wise Adam instead of the fused one), or ``sgd``
     (float32, fused momentum SGD: one optimizer slot per weight instead of Adam's two)."""
     import keras
-    import tensorflow as tf
 
     from dam_cnn_tf import hparams
     from dam_cnn_tf.models.mpvs_net import MPVSNet
@@ -247,7 +215,7 @@ def stage2_step(cfg: BenchConfig, variant: str) -> dict:
         "batch": cfg.stage2_batch,
         "samples_per_s": cfg.stage2_batch / step_s,
         "step_s": step_s,
-        "update_s": update_s,  # both Adam updates, timed alone
+        "update_s": update_s,  # both optimizers' updates, timed alone
         "forward_backward_s": max(step_s - update_s, 0.0),
         "build_s": build_s,
         "flops_per_sample": flops,
@@ -292,8 +260,6 @@ def decoder_matmul(cfg: BenchConfig) -> dict:
         "one_product_forward_backward": tf.function(autograph=False)(forward_backward(one_product, [stacked.value])),
     }
     timings = time_interleaved(fns, cfg.stage2_steps)
-    del layer, stacked
-    gc.collect()
     return {
         "title": f"Decoders: {cfg.num_paths} products (the layer) vs one stacked product",
         "batch": cfg.stage2_batch,
@@ -330,8 +296,6 @@ def pair_pipeline(cfg: BenchConfig, workdir: str, consumed_per_s: Optional[float
             count += int(s.shape[0])
         results[name] = count / (time.perf_counter() - start)
         del iterator, ds
-    del cache, features
-    gc.collect()
     slowest = min(results.values())
     ratio = slowest / consumed_per_s if consumed_per_s else None
     return {
@@ -377,8 +341,6 @@ def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
     start = time.perf_counter()
     _weights_fingerprint(salient_feature_model(vgg_serd))  # what extract_features hashes
     fingerprint_s = time.perf_counter() - start
-    del vgg_serd, body
-    _free()
     return {
         "title": "Feature extraction (one stage-2 pass, cached) vs backbone forward",
         "images": n,
@@ -392,6 +354,3 @@ def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
         "met": None,
     }
 
-
-def expected_training_memory(cfg: BenchConfig, num_paths: int) -> dict:
-    return stage2_training_bytes(cfg.features, cfg.encoder_units, num_paths, cfg.fc_units, cfg.num_classes)

@@ -1,13 +1,13 @@
-"""Wall-clock timing of repeated calls: one warm-up call (tracing, allocation), then the median."""
+"""Wall-clock timing of repeated calls: one warm-up call each (tracing, allocation), then the median."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Dict
 
 
-def _materialise(result) -> None:
+def materialise(result) -> None:
     """Wait for a call's outputs, so asynchronous work is inside the timed interval."""
     import tensorflow as tf
 
@@ -16,16 +16,19 @@ def _materialise(result) -> None:
             item.numpy()
 
 
-def time_calls(fn: Callable[[], object], steps: int, warmup: int = 1) -> dict:
-    """Seconds per call of ``fn``: ``{"median_s", "min_s", "steps"}`` over ``steps`` timed calls."""
-    for _ in range(warmup):
-        _materialise(fn())
-    times = []
+def time_interleaved(fns: Dict[str, Callable[[], object]], steps: int) -> Dict[str, dict]:
+    """Seconds per call of each function, ``{"median_s", "min_s", "steps"}``, over ``steps``
+    rounds after one warm-up call each; the functions are called in turn (A, B, A, B, ...), so
+    that all of them see the same machine state."""
+    for fn in fns.values():
+        materialise(fn())
+    times = {name: [] for name in fns}
     for _ in range(max(1, steps)):
-        start = time.perf_counter()
-        _materialise(fn())
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "steps": len(times)}
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            materialise(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "steps": len(t)} for name, t in times.items()}
 
 
 def rate(count: float, timing: dict) -> float:
