@@ -12,6 +12,7 @@ from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
 from dam_cnn_tf.layers.decoders import MultiPathDecoder
 from dam_cnn_tf.models.mpvs_net import MPVSNet
 from dam_cnn_tf.training.distribute import set_precision
+from dam_cnn_tf.training.end_to_end import image_pair_dataset
 
 D, H, N, K = 12, 6, 3, 3
 
@@ -94,7 +95,8 @@ def test_images_at_the_input_size_are_not_resampled_and_the_autotuner_is_off():
     np.testing.assert_array_equal(np.concatenate([x for x, _ in same.as_numpy_iterator()]), images.astype("float32"))
     features = np.random.default_rng(0).random((6, D), dtype=np.float32)
     pairs = pair_dataset(features, labels, sample_pair_targets(labels, 2, seed=0), batch_size=4)
-    for ds in (same, resized, pairs):
+    image_pairs = image_pair_dataset(images, labels, sample_pair_targets(labels, 2, seed=0), 4, shuffle=False)
+    for ds in (same, resized, pairs, image_pairs):
         assert ds.options().autotune.enabled is False
 
 

@@ -26,7 +26,7 @@ class PipelineError(ValueError):
     """Inconsistent arrays or options given to a pipeline."""
 
 
-def _finish(ds: tf.data.Dataset) -> tf.data.Dataset:
+def finish_pipeline(ds: tf.data.Dataset) -> tf.data.Dataset:
     """Prefetch, with tf.data's model-based autotuner off.
 
     The batches here are one gather or a few reads each, so there is nothing to tune, and on a
@@ -138,7 +138,7 @@ def image_dataset(
     else:
         label_table = tf.constant(labels.astype(np.int32))
         ds = ds.map(lambda i, x: (x, tf.gather(label_table, i)))
-    return _finish(ds)
+    return finish_pipeline(ds)
 
 
 def _check_targets(targets, n) -> np.ndarray:
@@ -279,7 +279,7 @@ def pair_dataset(
     if with_labels:
         label_tensor = tf.constant(labels.astype(np.int32))
     ds = index_ds.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _finish(ds)
+    return finish_pipeline(ds)
 
 
 def autoencoder_pair_dataset(features, targets, batch_size: int = 32, shuffle: bool = True, seed: int = 0,

@@ -5,9 +5,9 @@ layer per path, each with its own ``(H, D)`` kernel ``Vʲ`` and bias ``B_Dʲ``. 
 ``(B, H) x (H, D)`` product, 6.6 GFLOP at the paper's size and a batch of 32: large enough to
 run at the machine's matrix-multiply speed alone, and bounded on any device by reading the
 kernels, the same ``N·H·D`` weights whether read by one product or N (docs/performance.md
-measures the paths stacked into one ``(H, N·D)`` product 1.5-2.9x slower forward + backward on a CPU). Separate
-variables also give each path its own optimizer state, so Algorithm 1's per-path update
-touches only that path's decoder under any optimizer.
+measures the paths stacked into one ``(H, N·D)`` product 1.5-2.9x slower forward + backward
+on a CPU). Separate variables also give each path its own optimizer state, so Algorithm 1's
+per-path update touches only that path's decoder under any optimizer.
 
 ``ConvMultiPathDecoder`` is the lighter alternative the paper's §4.5 proposes: each path
 projects ``h`` to a small ``(h, w, c)`` map and a convolution shared by all paths lifts it to
@@ -47,7 +47,7 @@ class MultiPathDecoder(keras.layers.Layer):
 
     def call_path(self, h, path: int):
         """Decoder ``path`` alone, ``(B, H) -> (B, D)``, for Algorithm 1's per-path updates."""
-        kernel, bias = self.kernels[path], self.biases[path]
+        kernel, bias = self.path_variables(path)
         return ops.sigmoid(ops.matmul(h, ops.cast(kernel, h.dtype)) + ops.cast(bias, h.dtype))
 
     def path_variables(self, path: int):

@@ -30,8 +30,9 @@ def _read_json(path):
 BACKUP_NAME = re.compile(r"epoch-\d{5}\.weights\.h5")
 
 
-def _checked_state(path, **fields):
-    """A state file's JSON with each field of the given type, or None if there is no file.
+def _checked_state(path, valid=lambda state: True, **fields):
+    """A state file's JSON with each field of the given type and passing ``valid``, or None if
+    there is no file.
 
     A file that is there but malformed (edited, or from a foreign source) is refused in one
     line rather than trusted: its values choose which weights are loaded.
@@ -42,7 +43,7 @@ def _checked_state(path, **fields):
     state = _read_json(path)
     ok = isinstance(state, dict) and all(
         isinstance(state.get(name), kind) and not isinstance(state.get(name), bool) for name, kind in fields.items()
-    )
+    ) and valid(state)
     if not ok:
         raise RunDirError(f"{path}: malformed training state; delete it to restart this stage")
     return state
@@ -73,10 +74,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 def _backup_state(backup_dir):
-    state = _checked_state(Path(backup_dir) / "state.json", epoch=int, weights=str)
-    if state is not None and (state["epoch"] < 0 or not BACKUP_NAME.fullmatch(state["weights"])):
-        raise RunDirError(f"{Path(backup_dir) / 'state.json'}: malformed training state; delete it to restart this stage")
-    return state
+    return _checked_state(Path(backup_dir) / "state.json", epoch=int, weights=str,
+                          valid=lambda state: state["epoch"] >= 0 and BACKUP_NAME.fullmatch(state["weights"]))
 
 
 def completed_epochs(backup_dir) -> int:

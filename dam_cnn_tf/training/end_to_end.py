@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from dam_cnn_tf.data.pipeline import finish_pipeline
 from dam_cnn_tf.models.end_to_end import EndToEndDAMCNN
+from dam_cnn_tf.training.distribute import make_optimizer
 
 
 def image_pair_dataset(images: np.ndarray, labels, targets: np.ndarray, batch_size: int, shuffle: bool,
@@ -28,19 +30,17 @@ def image_pair_dataset(images: np.ndarray, labels, targets: np.ndarray, batch_si
         target_images = tf.cast(tf.gather(pixels, tf.gather(target_table, batch)), tf.float32)
         return anchors, {"label": tf.gather(label_table, batch), "target_images": target_images}
 
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return finish_pipeline(indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE))
 
 
-def end_to_end_datasets(config, train, val, num_paths: int, pair_targets):
-    """Training and validation batches; ``pair_targets(config, faces, seed, num_paths)`` draws the targets."""
+def end_to_end_datasets(config, train, val, train_targets, val_targets):
+    """Training and validation batches, with the same-class targets stage 2 drew for each part."""
     batch = config.stage2_batch_size
-    train_targets = pair_targets(config, train, config.seed, num_paths)
-    val_targets = pair_targets(config, val, config.seed + 1, num_paths)
     return (image_pair_dataset(train.images, train.labels, train_targets, batch, True, config.seed),
             image_pair_dataset(val.images, val.labels, val_targets, batch, False))
 
 
-def make_end_to_end(front, net, make_optimizer, config) -> EndToEndDAMCNN:
+def make_end_to_end(front, net, config) -> EndToEndDAMCNN:
     model = EndToEndDAMCNN(front, net)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.alpha_fc),

@@ -224,10 +224,11 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
     if config.init_encoder_from_fc6:
         net.mpae.encoder.set_weights(vgg_serd.get_layer("fc6").get_weights())
-    if config.end_to_end:
-        return _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_paths, verbose)
     train_targets = _pair_targets(config, train, config.seed, num_paths)
     val_targets = _pair_targets(config, val, config.seed + 1, num_paths)
+    if config.end_to_end:
+        return _train_end_to_end(config, vgg_serd, net, train, val, (train_targets, val_targets), run, stage_dir,
+                                 num_paths, verbose)
     train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
                             seed=config.seed)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
@@ -237,12 +238,12 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     return net
 
 
-def _train_end_to_end(config, vgg_serd, net, train, val, run, stage_dir, num_paths, verbose) -> MPVSNet:
+def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir, num_paths, verbose) -> MPVSNet:
     from dam_cnn_tf.training.end_to_end import end_to_end_datasets, make_end_to_end
 
     with make_strategy(config.strategy).scope():
-        model = make_end_to_end(salient_feature_model(vgg_serd), net, make_optimizer, config)
-    train_ds, val_ds = end_to_end_datasets(config, train, val, num_paths, _pair_targets)
+        model = make_end_to_end(salient_feature_model(vgg_serd), net, config)
+    train_ds, val_ds = end_to_end_datasets(config, train, val, *targets)
     _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
                      config.patience, verbose)
     atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
