@@ -4,7 +4,6 @@ Used by ``tests/test_kill_harness.py``; the number of kills per phase comes from
 ``DAMCNN_KILLS`` (default 1 in the quick run).
 """
 
-import json
 import os
 import random
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from cli_helpers import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -32,10 +32,6 @@ def command(*args):
 def start(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 def completed(run: Path) -> list:

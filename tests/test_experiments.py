@@ -1,13 +1,11 @@
 """``damcnn-tf experiment``: the paper's comparisons at toy size, the shared stage 1 and the
 attention check."""
 
-import json
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from cli_helpers import read_json
 
 from dam_cnn_tf.commands.experiment import experiment
 from dam_cnn_tf.training.attention_check import attention_check, region_mass_share
@@ -29,10 +27,6 @@ def run_experiment(*args, expect_ok=True):
     if expect_ok:
         assert result.exit_code == 0, result.output
     return result
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 # --- the attention check against an independent NumPy computation ------------------------------

@@ -57,7 +57,7 @@ def test_each_decoder_is_one_matmul_on_its_own_kernel():
 
 
 # --- input pipelines ---------------------------------------------------------------------------
-def _dataset_op_types(ds) -> str:
+def _dataset_op_types(ds) -> set:
     graph = tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor, external_state_policy=1)
     graph_def = tf.compat.v1.GraphDef.FromString(graph.numpy())
     nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
