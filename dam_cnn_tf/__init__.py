@@ -7,6 +7,9 @@ The paper's parts, each in one place:
 * Eq. 6-9, the multi-path autoencoder: ``dam_cnn_tf.models.mpae`` (decoders in ``layers.decoders``)
 * Eq. 10-11, MPVS-Net and its update rules (stage 2): ``dam_cnn_tf.models.mpvs_net``
 * Fig. 2, the assembled inference model: ``dam_cnn_tf.models.dam_cnn``
+
+Backbones: VGG-Face (§3.1, ``models.vgg_face``) and ``face-resnet``, dlib's face-pretrained
+ResNet that anyone can get (``models.face_resnet``).
 """
 
 import os as _os
@@ -18,6 +21,7 @@ __version__ = "0.1.0"
 
 from dam_cnn_tf.layers.serd import SERDLayer, serd_regularizer  # noqa: E402
 from dam_cnn_tf.models.dam_cnn import build_dam_cnn  # noqa: E402
+from dam_cnn_tf.models.face_resnet import build_face_resnet  # noqa: E402
 from dam_cnn_tf.models.mpae import MultiPathAutoencoder  # noqa: E402
 from dam_cnn_tf.models.mpvs_net import MPVSNet  # noqa: E402
 from dam_cnn_tf.models.vgg_face import build_vgg_face, preprocess_input  # noqa: E402
@@ -30,6 +34,7 @@ __all__ = [
     "MultiPathAutoencoder",
     "MPVSNet",
     "build_vgg_face",
+    "build_face_resnet",
     "preprocess_input",
     "build_vgg_serd",
     "compile_vgg_serd",
