@@ -66,8 +66,12 @@ def _click_type(field: dataclasses.Field):
 
 _HELP = {
     "classes": "6, 7 or 8 classes (the paper's six prototypical, plus neutral, plus contempt)",
-    "backbone": "vgg-face (the paper's), vgg-face-small, compact (trains from scratch on a CPU)",
-    "backbone_weights": "converted VGG-Face weights (damcnn-tf weights convert)",
+    "backbone": "vgg-face (the paper's), face-resnet (dlib's face-pretrained ResNet), vgg-face-small, "
+                "compact (trains from scratch on a CPU)",
+    "backbone_weights": "vgg-face: converted VGG-Face weights (damcnn-tf weights convert); "
+                        "face-resnet: face-api's face_recognition_model-weights_manifest.json or its converted file",
+    "fine_tune_from": "stage 1 trains the backbone from this layer on and keeps the earlier ones frozen "
+                      "(e.g. conv256_down_conv1_conv for face-resnet); unset: the whole backbone, as the paper",
     "num_paths": "N, the MPAE's decoding paths",
     "pair_attribute": "decoder j reconstructs a same-class sample whose attribute has value j (DAM-CNN-g)",
     "per_path_updates": "Algorithm 1's per-path inner loop instead of one fused update per batch",
@@ -139,9 +143,9 @@ def data_spec(kwargs: dict, path) -> dict:
 def check_backbone_weights(config: TrainConfig) -> None:
     """Refuse an unreadable ``--backbone-weights`` file before any data is prepared."""
     if config.backbone_weights:
-        from dam_cnn_tf.weights.convert import read_converted
+        from dam_cnn_tf.models.backbones import check_weights_file
 
-        read_converted(config.backbone_weights)
+        check_weights_file(config.backbone, config.backbone_weights)
 
 
 def load_prepared(spec: dict, config: TrainConfig, progress: bool = True):

@@ -125,6 +125,17 @@ class DownsampleShortcut(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
+def map_sides(size: int) -> list[int]:
+    """The side of the map after the stem and after each down-sampling stage, for ``size``
+    x ``size`` images (35, 17, 8, 4, 2 at 150); 0 where a stage has nothing left to convolve."""
+    side = ((size - 7) // 2 + 1 - 3) // 2 + 1
+    sides = [side]
+    for _ in range(4):
+        side = max((side - 3) // 2 + 1, side // 2) if side >= 3 else 0
+        sides.append(side)
+    return sides
+
+
 def _conv(x, name: str, filters: int, kernel: int = 3, strides: int = 1, relu: bool = True):
     """face-api's ``convLayer``: conv + bias, the scale layer, optionally ReLU."""
     padding = "valid" if strides > 1 else "same"
@@ -164,8 +175,11 @@ def build_face_resnet(
     height, width = input_shape[0], input_shape[1]
     if size is None:
         size = height if (height is not None and height == width) else FACE_RESNET_SIZE
-    if size < 40:
-        raise ValueError(f"face-resnet needs images of at least 40x40 after resizing, got {size}")
+    sides = map_sides(size)
+    if min(sides if include_top else sides[:-1]) < 1:
+        smallest = next(s for s in range(size, 1000) if min(map_sides(s) if include_top else map_sides(s)[:-1]) >= 1)
+        raise ValueError(f"face-resnet {'with' if include_top else 'without'} its top needs images of at least "
+                         f"{smallest}x{smallest}, got {size}x{size}")
     images = keras.Input(shape=tuple(input_shape), name="image")
     x = FaceResNetPreprocess(size, name="preprocess")(images)
     x = _conv(x, "conv32_down", 32, kernel=7, strides=2)

@@ -15,16 +15,8 @@ from typing import Optional
 
 from dam_cnn_tf import hparams
 
-# The backbones a run can use. "vgg-face" is the paper's (Table 1), the one pretrained
-# weights fit; the narrower VGG-Face variants and the compact network (with batch
-# normalisation, which trains from scratch) are for CPUs, quick experiments and tests.
-BACKBONES = {
-    "vgg-face": ("vgg-face", (64, 128, 256, 512, 512)),
-    "vgg-face-small": ("vgg-face", (16, 32, 64, 64, 64)),
-    "vgg-face-tiny": ("vgg-face", (4, 8, 8, 16, 16)),
-    "compact": ("compact", (16, 32, 64)),
-    "compact-tiny": ("compact", (4, 8, 8)),
-}
+# The backbones a run can use: see dam_cnn_tf.models.backbones.
+from dam_cnn_tf.models.backbones import BACKBONES, WEIGHTS_FILES  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -42,6 +34,7 @@ class TrainConfig:
     # Backbone and stage 1 (VGG-SERD, Eq. 4)
     backbone: str = "vgg-face"
     backbone_weights: Optional[str] = None
+    fine_tune_from: Optional[str] = None
     use_serd: bool = True
     gamma1: float = hparams.GAMMA1
     gamma2: float = hparams.GAMMA2
@@ -99,8 +92,8 @@ class TrainConfig:
             need(getattr(self, name) > 0, name, "must be positive")
         need(not (self.init_encoder_from_fc6 and self.encoder_units != self.fc_units), "init_encoder_from_fc6",
              f"needs --encoder-units equal to --fc-units ({self.encoder_units} != {self.fc_units})")
-        need(not (self.backbone_weights and self.backbone != "vgg-face"), "backbone_weights",
-             f"VGG-Face weights need --backbone vgg-face, not {self.backbone!r}")
+        need(not (self.backbone_weights and self.backbone not in WEIGHTS_FILES), "backbone_weights",
+             f"pretrained weights need --backbone {' or '.join(WEIGHTS_FILES)}, not {self.backbone!r}")
 
     @property
     def backbone_family(self) -> str:

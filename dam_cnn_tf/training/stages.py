@@ -27,7 +27,7 @@ from dam_cnn_tf.data.pairs import sample_pair_targets
 from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
 from dam_cnn_tf.models.dam_cnn import build_dam_cnn
 from dam_cnn_tf.models.mpvs_net import MPVSNet
-from dam_cnn_tf.models.vgg_face import VGGFacePreprocess, build_compact_backbone
+from dam_cnn_tf.models.backbones import build_backbone, load_weights
 from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, feature_map_shape, salient_feature_model
 from dam_cnn_tf.training.callbacks import (
     AtomicBackupAndRestore,
@@ -37,7 +37,7 @@ from dam_cnn_tf.training.callbacks import (
     StopOnNaN,
     completed_epochs,
 )
-from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.training.config import ConfigError, TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
 from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_save_weights, atomic_write_json
 
@@ -93,32 +93,39 @@ def _metrics_as_json(csv_path: Path, json_path: Path) -> None:
 
 
 def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
-    size = (config.input_size, config.input_size, 3)
-    backbone = None
-    if config.backbone_family == "compact":
-        backbone = build_compact_backbone(size, widths=config.backbone_widths, name="backbone")
+    backbone, preprocessing = build_backbone(config.backbone, config.input_size, config.backbone_weights
+                                             if config.backbone_family == "face-resnet" else None)
     vgg_serd = build_vgg_serd(
         num_classes,
-        input_shape=size,
+        input_shape=(config.input_size, config.input_size, 3),
         use_serd=config.use_serd,
         gamma1=config.gamma1,
         gamma2=config.gamma2,
         fc_units=config.fc_units,
         dropout=config.dropout,
-        backbone_widths=config.backbone_widths,
         backbone=backbone,
-        preprocessing=VGGFacePreprocess(name="preprocess") if backbone is not None else None,
+        preprocessing=preprocessing,
     )
     if config.backbone_weights:
-        from dam_cnn_tf.weights.convert import load_backbone_weights, read_converted
-
-        # fc6 and fc7 are fine-tuned from VGG-Face when the release has them; fc8 is new (§3.1).
-        stored, _ = read_converted(config.backbone_weights)
-        no_top = tuple(name for name in ("fc6", "fc7") if name not in stored)
-        report = load_backbone_weights(vgg_serd, config.backbone_weights, skip=no_top)
-        print(f"Backbone weights from {config.backbone_weights}: loaded {', '.join(report.loaded)}")
+        report = load_weights(vgg_serd, config.backbone, config.backbone_weights) or "loaded"
+        print(f"Backbone weights from {config.backbone_weights}: {report}")
+    if config.fine_tune_from:
+        freeze_backbone_below(backbone, config.fine_tune_from)
     compile_vgg_serd(vgg_serd, optimizer=make_optimizer(config.optimizer, config.alpha_s), jit_compile=config.jit_compile)
     return vgg_serd
+
+
+def freeze_backbone_below(backbone: keras.Model, first_trained: str) -> None:
+    """Stage 1 trains the backbone from layer ``first_trained`` on; the layers before it keep
+    their pretrained weights (beyond the paper, which fine-tunes all of VGG-Face: on a CPU the
+    early layers' gradients cost most of the step and move least)."""
+    names = [layer.name for layer in backbone.layers]
+    if first_trained not in names:
+        weighted = [layer.name for layer in backbone.layers if layer.weights]
+        raise ConfigError(f"--fine-tune-from: the {backbone.name} has no layer {first_trained!r} "
+                          f"(its weighted layers: {', '.join(weighted[:4])}, …, {weighted[-1]})")
+    for layer in backbone.layers[:names.index(first_trained)]:
+        layer.trainable = False
 
 
 def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int, verbose: int = 1):

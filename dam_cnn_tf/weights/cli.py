@@ -1,4 +1,4 @@
-"""``damcnn-tf weights``: convert a published VGG-Face file, or fetch and convert a release."""
+"""``damcnn-tf weights``: convert a published VGG-Face or face-api file, or fetch and convert a release."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import click
 from dam_cnn_tf.weights.convert import FORMATS, convert_weights, read_converted
 from dam_cnn_tf.weights.download import RELEASES, download_weights
 from dam_cnn_tf.weights.errors import WeightsError
+from dam_cnn_tf.weights.tfjs import is_tfjs_manifest
 
 
 @click.group("weights")
@@ -17,12 +18,15 @@ def weights():
 @weights.command("convert")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(("auto",) + FORMATS), default="auto", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(("auto",) + FORMATS + ("tfjs",)), default="auto", show_default=True,
               help="Format of SRC; auto detects it from the content.")
 @click.option("--colour-order", type=click.Choice(("rgb", "bgr")), default="rgb", show_default=True,
               help="Input colour order of a deepface file's first layer (ignored for other formats).")
 def convert_command(src, dst, fmt, colour_order):
-    """Convert SRC (vgg_face.mat, VGG_FACE.caffemodel, keras-vggface or deepface .h5) to DST."""
+    """Convert SRC (vgg_face.mat, VGG_FACE.caffemodel, keras-vggface or deepface .h5, or face-api's
+    face_recognition_model-weights_manifest.json for face-resnet) to DST."""
+    if fmt == "tfjs" or (fmt == "auto" and is_tfjs_manifest(src)):
+        return _convert_face_resnet(src, dst)
     try:
         path = convert_weights(src, dst, fmt, colour_order=colour_order)
         stored, attrs = read_converted(path)
@@ -33,6 +37,19 @@ def convert_command(src, dst, fmt, colour_order):
         f"{path}: {len(stored)} layers from {attrs['source_format']} ({attrs['source_sha256'][:12]}…), "
         f"input {'x'.join(map(str, size)) if len(size) else 'any size'}, BGR minus mean"
     )
+
+
+def _convert_face_resnet(src, dst):
+    from dam_cnn_tf.weights.face_resnet import convert_face_resnet, read_face_resnet_weights
+
+    try:
+        path = convert_face_resnet(src, dst)
+        layers = read_face_resnet_weights(path)
+    except (WeightsError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    values = sum(array.size for arrays in layers.values() for array in arrays)
+    click.echo(f"{path}: face-resnet weights, {len(layers)} layers, {values:,} values from {src}; "
+               f"use with --backbone face-resnet --backbone-weights {path}")
 
 
 @weights.command("download")
