@@ -176,6 +176,29 @@ def test_table4_trains_stage1_once_per_fold_and_shares_it(toy_out, stage_fits):
     assert tsne is not None and tsne.shape[1] > 2 * tsne.shape[0]  # three panels side by side
 
 
+def test_dam_cnn_experiment_reuses_table4s_vgg_serd(toy_out, stage_fits):
+    import dam_cnn_tf.training.stages as stages
+
+    counts = {"stage 1": 0, "stage 2": 0}
+    original = stages._fit
+
+    def counting_fit(model, train, val, epochs, stage_dir, stage, *args, **kwargs):
+        counts[stage] += 1
+        return original(model, train, val, epochs, stage_dir, stage, *args, **kwargs)
+
+    stages._fit = counting_fit
+    try:
+        run_experiment("dam-cnn", *SYNTHETIC, *TOY, "--out", toy_out)
+    finally:
+        stages._fit = original
+    assert counts == {"stage 1": 0, "stage 2": 2}  # the VGG-SERD of table4 is reused, stage 2 is new
+    table = read_json(toy_out / "dam-cnn.json")
+    assert [r["key"] for r in table["rows"]] == ["vgg-serd", "dam-cnn"]
+    for fold in ("fold-00", "fold-01"):
+        state = read_json(toy_out / "dam-cnn" / fold / "state.json")
+        assert state["info"]["stage2"]["num_paths"] == TrainConfig().num_paths
+
+
 def test_table2_reuses_the_shared_vgg_serd_and_draws_attention(toy_out, stage_fits):
     before = (toy_out / "vgg-serd" / "fold-00" / "stage1" / "vgg_serd.weights.h5").stat().st_mtime_ns
     run_experiment("table2", *SYNTHETIC, *TOY, "--out", toy_out)

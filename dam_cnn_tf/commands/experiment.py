@@ -16,7 +16,7 @@ from dam_cnn_tf.commands.common import (
     load_prepared,
 )
 
-NAMES = ("table2", "table3", "table4", "paths-gender", "table11")
+NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11")
 FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 
 
@@ -49,7 +49,8 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @handle_user_errors
 def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, max_folds, dataset_name, test_data,
                test_layout, test_detect, out, no_figures, config_file, quiet, **kwargs):
-    """Reproduce one of the paper's comparisons: table2 (VGG-Face vs VGG-SERD), table3 (parts of
+    """Reproduce one of the paper's comparisons: dam-cnn (DAM-CNN at --num-paths against its own
+    VGG-SERD), table2 (VGG-Face vs VGG-SERD), table3 (parts of
     L_reg, attention maps and check), table4 (N paths, t-SNE), paths-gender (§4.3.2), table11
     (cross-dataset). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
     from dam_cnn_tf.training.config import resolve_config

@@ -72,6 +72,11 @@ EXPERIMENTS = {
                 (("use_serd", True), ("gamma1", 0.0)), "1"),
         _vgg_serd(label="VGG-SERD, both parts of L_reg"),
     ),
+    # The headline comparison: DAM-CNN at the configuration's N on its own VGG-SERD (stage 1).
+    "dam-cnn": (
+        _vgg_serd(),
+        Variant("dam-cnn", "DAM-CNN", (("use_serd", True),), "all", VGG_SERD),
+    ),
     # Table 4: DAM-CNN with N = 2..5 paths on one shared VGG-SERD.
     "table4": (_vgg_serd(),) + tuple(_dam_cnn(n) for n in (2, 3, 4, 5)),
     # §4.3.2: random same-class targets (DAM-CNN-r, N = 2) against one decoder per gender (DAM-CNN-g).
@@ -89,6 +94,7 @@ EXPERIMENTS = {
 }
 
 TITLES = {
+    "dam-cnn": "DAM-CNN against its own VGG-SERD",
     "table2": "Table 2: VGG-Face against VGG-SERD",
     "table3": "Table 3: the parts of the SERD regulariser L_reg",
     "table4": "Table 4: DAM-CNN with N paths against VGG-SERD",
