@@ -40,6 +40,8 @@ class BenchConfig:
     memory_steps: int = 2
     num_classes: int = 7
     fc_units: int = 4096
+    # Section 7: the face-resnet backbone, at its native 150x150.
+    face_resnet_size: int = 150
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -54,7 +56,7 @@ CONFIGS = {
         name="toy", image_size=32, inference_batch=2, train_batch=2, image_steps=2, extraction_images=4,
         features=64, encoder_units=16, num_paths=5, stage2_batch=4, stage2_steps=2,
         stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=64, pipeline_batches=4,
-        memory_steps=1, fc_units=32,
+        memory_steps=1, fc_units=32, face_resnet_size=64,
     ),
     "cpu": BenchConfig(
         name="cpu", image_size=112, inference_batch=8, train_batch=8, image_steps=3, extraction_images=128,

@@ -59,6 +59,14 @@ def _rows(name: str, section: dict):
     elif name == "extraction":
         yield ("5 feature extraction", "images/s", _fmt(section["extraction_images_per_s"]),
                f"backbone fwd {_fmt(section['backbone_images_per_s'])}", _fmt(section["ratio"]), "", "")
+    elif name == "face_resnet":
+        inference, stage1 = section["inference"], section["stage1"]
+        yield ("7 face-resnet exported inference", "images/s", _fmt(inference["exported_images_per_s"]),
+               f"same Keras model {_fmt(inference['keras_images_per_s'])}", _fmt(inference["ratio"]), ">= 0.9x",
+               _verdict(inference))
+        yield ("7 face-resnet stage-1 step", "images/s", _fmt(stage1["stage1_images_per_s"]),
+               f"plain net + FC {_fmt(stage1['plain_fc_images_per_s'])}; step {_fmt(section['stage1_step_s'], 3)} s",
+               _fmt(stage1["ratio"]), "", "")
     elif name == "memory":
         for probe, result in section["probes"].items():
             peak = result.get("peak_bytes")

@@ -22,7 +22,7 @@ from benchmarks.configs import CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E4
 from benchmarks.report import format_table  # noqa: E402
 from benchmarks.worker import WorkerError, run_worker  # noqa: E402
 
-SECTIONS = ("inference", "stage1", "stage2", "decoders", "pipeline", "extraction", "memory")
+SECTIONS = ("inference", "stage1", "stage2", "decoders", "pipeline", "extraction", "memory", "face_resnet")
 GIB = 1 << 30
 
 
@@ -130,6 +130,8 @@ def run_suite(cfg: BenchConfig, sections, workdir: Path, log=print) -> dict:
         timed("stage1", run_worker, "stage1_step", cfg)
     if "extraction" in sections:
         timed("extraction", run_worker, "feature_extraction", cfg, workdir=workdir)
+    if "face_resnet" in sections:
+        timed("face_resnet", run_worker, "face_resnet", cfg, workdir=workdir)
     return {name: results[name] for name in SECTIONS if name in results}
 
 

@@ -354,3 +354,65 @@ def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
         "met": None,
     }
 
+
+
+# --- 7. the face-resnet backbone: exported DAM-CNN against the same network in Keras, stage 1 ---
+def _face_resnet_models(cfg: BenchConfig):
+    from dam_cnn_tf.models.dam_cnn import build_dam_cnn
+    from dam_cnn_tf.models.mpvs_net import MPVSNet
+    from dam_cnn_tf.models.vgg_serd import compile_vgg_serd, feature_map_shape
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.stages import build_stage1_model
+
+    config = TrainConfig(backbone="face-resnet", input_size=cfg.face_resnet_size, fc_units=cfg.fc_units,
+                         classes=cfg.num_classes)
+    vgg_serd = compile_vgg_serd(build_stage1_model(config, cfg.num_classes))
+    h, w, c = feature_map_shape(vgg_serd)
+    net = MPVSNet(h * w * c, cfg.num_classes, encoder_units=cfg.encoder_units, num_paths=1, fc_units=cfg.fc_units)
+    return vgg_serd, build_dam_cnn(vgg_serd, net)
+
+
+def face_resnet(cfg: BenchConfig, workdir: str) -> dict:
+    """face-resnet DAM-CNN: exported inference vs the same Keras model, and the stage-1 step
+    vs the plain network + FC head (random weights: speed does not depend on them)."""
+    import tensorflow as tf
+
+    from dam_cnn_tf.export import export_saved_model
+
+    size = cfg.face_resnet_size
+    sized = BenchConfig.from_dict({**cfg.to_dict(), "image_size": size})
+    vgg_serd, model = _face_resnet_models(cfg)
+    path = export_saved_model(model, str(Path(workdir) / "face_resnet_export"), CLASS_NAMES[: cfg.num_classes],
+                              version=1, overwrite=True)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    keras_forward = _forward_fn(model)
+    images = tf.constant(_images(sized, cfg.inference_batch))
+    inference = _images_per_second("Exported face-resnet DAM-CNN vs the same network as a Keras model", sized,
+                                   cfg.inference_batch,
+                                   {"exported": lambda: serve(image=images), "keras": lambda: keras_forward(images)})
+    train_images = _images(sized, cfg.train_batch)
+    labels = np.arange(cfg.train_batch) % cfg.num_classes
+    plain = _plain_face_resnet_finetune(cfg)
+    stage1 = _images_per_second("face-resnet stage-1 (VGG-SERD) step vs plain face-resnet + FC fine-tuning", sized,
+                                cfg.train_batch, {"stage1": lambda: vgg_serd.train_on_batch(train_images, labels),
+                                                  "plain_fc": lambda: plain.train_on_batch(train_images, labels)})
+    step_s = stage1["timings"]["stage1"]["median_s"]
+    return {"title": "face-resnet backbone", "image_size": size, "inference": inference, "stage1": stage1,
+            "stage1_step_s": step_s, **_target(inference["ratio"], 0.9)}
+
+
+def _plain_face_resnet_finetune(cfg: BenchConfig):
+    import keras
+
+    from dam_cnn_tf.models.face_resnet import build_face_resnet
+    from dam_cnn_tf.optimizers import FusedAdam
+
+    body = build_face_resnet(include_top=False, input_shape=(cfg.face_resnet_size,) * 2 + (3,))
+    x = keras.layers.Flatten()(body.output)
+    for _ in range(2):
+        x = keras.layers.Dense(cfg.fc_units, activation="relu")(x)
+        x = keras.layers.Dropout(0.5)(x)
+    out = keras.layers.Dense(cfg.num_classes, activation="softmax")(x)
+    model = keras.Model(body.input, out, name="face_resnet_finetune")
+    model.compile(optimizer=FusedAdam(1e-5), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

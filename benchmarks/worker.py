@@ -88,7 +88,7 @@ TASKS = {
     "probe_inference": _inference_probe,
     **{name: _section(name) for name in (
         "build_and_export", "exported_inference", "stage1_step", "stage2_step", "decoder_matmul", "pair_pipeline",
-        "feature_extraction",
+        "feature_extraction", "face_resnet",
     )},
 }
 

@@ -22,7 +22,8 @@ def numpy_serd(h_c, kernel, bias, gamma1, gamma2):
 def test_serd_matches_numpy(shape):
     rng = np.random.default_rng(0)
     h_c = rng.normal(size=shape).astype("float32")
-    layer = SERDLayer(gamma1=0.3, gamma2=0.2, return_attention=True)
+    layer = SERDLayer(gamma1=0.3, gamma2=0.2, return_attention=True, kernel_initializer="glorot_uniform",
+                      bias_initializer=keras.initializers.RandomNormal(0.0, 0.5))
     h_s, mask = layer(h_c)
     kernel, bias = layer.attention_conv.get_weights()
     want_hs, want_mask, want_reg = numpy_serd(h_c.astype("float64"), kernel, bias, 0.3, 0.2)
@@ -35,7 +36,7 @@ def test_serd_matches_numpy(shape):
 def test_mask_in_open_interval_and_negative_weights_cut():
     rng = np.random.default_rng(1)
     h_c = rng.normal(size=(4, 5, 5, 8)).astype("float32")
-    layer = SERDLayer(return_attention=True)
+    layer = SERDLayer(return_attention=True, kernel_initializer="glorot_uniform")
     h_s, mask = layer(h_c)
     mask = np.asarray(mask)
     assert mask.shape == (4, 5, 5, 1)
@@ -46,6 +47,26 @@ def test_mask_in_open_interval_and_negative_weights_cut():
     assert cut.any() and kept.any()
     assert np.all(np.asarray(h_s)[cut] == 0)
     assert np.all(np.asarray(h_s)[kept] > 0)
+
+
+def test_attention_starts_uniform_and_keeps_every_position():
+    # Non-negative features like a pretrained backbone's: a random W_a would cut some positions.
+    h_c = np.abs(np.random.default_rng(3).normal(2.0, 1.0, size=(3, 4, 4, 64))).astype("float32")
+    layer = SERDLayer(return_attention=True)
+    h_s, mask = layer(h_c)
+    np.testing.assert_allclose(np.asarray(mask), np.tanh(1.0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(h_s), np.tanh(1.0) * h_c, rtol=1e-5)
+    # ... and W_a gets a gradient from there, different at each position's features.
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        h_s, _ = layer(h_c)
+        loss = tf.reduce_sum(h_s * np.linspace(-1, 1, 64, dtype="float32"))
+    kernel_grad = tape.gradient(loss, layer.attention_conv.kernel)
+    assert np.abs(np.asarray(kernel_grad)).min() > 0
+    random_start = SERDLayer(return_attention=True, kernel_initializer="glorot_uniform")
+    # What the uniform start avoids: tanh saturated (at +1 or -1), where W_a learns nothing.
+    assert (np.abs(np.asarray(random_start(h_c)[1])) > 0.99).mean() > 0.5
 
 
 def test_regularizer_parts_separately():
