@@ -3,9 +3,11 @@ for the publishers; no test reaches the internet."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
+import re
 import tarfile
 import threading
 
@@ -14,9 +16,17 @@ import pytest
 from click.testing import CliRunner
 
 import weights_formats as wf
-from dam_cnn_tf.weights import ChecksumError, DownloadError, Release, download_weights, read_converted
+from dam_cnn_tf.weights import (
+    ChecksumError,
+    DownloadError,
+    Release,
+    download_file_set,
+    download_weights,
+    read_converted,
+)
 from dam_cnn_tf.weights import download as download_module
 from dam_cnn_tf.weights.cli import weights as weights_cli
+from tfjs_files import write_manifest
 
 
 class Server:
@@ -193,3 +203,96 @@ def test_cli_download(tmp_path, keras_file):
     assert (tmp_path / "keras_vggface_vgg16.weights.h5").is_file()
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert bad.output.strip().splitlines()[-1].startswith("Error: ") and "file deleted" in bad.output
+
+
+FACE_API_MANIFEST = "face_recognition_model-weights_manifest.json"
+
+
+@pytest.fixture
+def face_api_files(tmp_path, monkeypatch):
+    """A small TF.js manifest and its .bin under face-api's names, and face-resnet's download
+    patched to their checksums: ``{name: bytes}``."""
+    rng = np.random.default_rng(2)
+    folder = write_manifest(tmp_path / "published", {"a/conv/filters": rng.normal(size=(3, 3, 3, 4)),
+                                                     "fc": rng.normal(size=(4, 2))},
+                            stem="face_recognition_model").parent
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    published = download_module.FILE_SETS["face-resnet"]
+    patched = tuple(dataclasses.replace(f, sha256=_sha(files[f.filename])) for f in published.files)
+    monkeypatch.setitem(download_module.FILE_SETS, "face-resnet", dataclasses.replace(published, files=patched))
+    return files
+
+
+def test_face_resnet_download_fetches_both_files_resuming(tmp_path, face_api_files):
+    cut = len(face_api_files["face_recognition_model.bin"]) // 2
+    with Server(face_api_files, drop_after=cut) as server:
+        manifest = download_file_set("face-resnet", tmp_path / "weights", base_url=server.base, backoff=0.01)
+        requests = server.requests
+    assert manifest == tmp_path / "weights" / FACE_API_MANIFEST
+    assert {p.name: p.read_bytes() for p in manifest.parent.iterdir()} == face_api_files
+    # The shard first (cut, then resumed), the manifest last.
+    assert requests == [("face_recognition_model.bin", None), ("face_recognition_model.bin", f"bytes={cut}-"),
+                        (FACE_API_MANIFEST, None)]
+    # Verified files already there are not fetched again.
+    assert download_file_set("face-resnet", tmp_path / "weights", base_url="http://127.0.0.1:9/gone") == manifest
+
+
+def test_face_resnet_download_needs_both_files(tmp_path, face_api_files):
+    only_manifest = {FACE_API_MANIFEST: face_api_files[FACE_API_MANIFEST]}
+    with Server(only_manifest) as server:
+        with pytest.raises(DownloadError, match=r"face_recognition_model\.bin: HTTP 404"):
+            download_file_set("face-resnet", tmp_path / "weights", base_url=server.base)
+    # No manifest pointing at a missing shard is left behind.
+    assert list((tmp_path / "weights").iterdir()) == []
+
+
+def test_face_resnet_checksum_mismatch_deletes_the_file(tmp_path, face_api_files):
+    tampered = dict(face_api_files)
+    tampered["face_recognition_model.bin"] = b"\xff" + tampered["face_recognition_model.bin"][1:]
+    with Server(tampered) as server:
+        with pytest.raises(ChecksumError, match="face_recognition_model.bin: SHA-256 .* file deleted") as raised:
+            download_file_set("face-resnet", tmp_path / "weights", base_url=server.base)
+    assert "\n" not in str(raised.value)
+    assert list((tmp_path / "weights").iterdir()) == []
+
+
+def test_face_resnet_download_is_pinned_to_face_api_on_github():
+    file_set = download_module.FILE_SETS["face-resnet"]
+    assert [f.filename for f in file_set.files] == ["face_recognition_model.bin", FACE_API_MANIFEST]
+    assert file_set.entry == FACE_API_MANIFEST
+    for published in file_set.files:
+        assert published.url == ("https://raw.githubusercontent.com/vladmandic/face-api/"
+                                 f"{download_module.FACE_API_COMMIT}/model/{published.filename}")
+        assert re.fullmatch("[0-9a-f]{64}", published.sha256)
+    assert len(download_module.FACE_API_COMMIT) == 40
+
+
+def test_cli_download_face_resnet(tmp_path, face_api_files):
+    runner = CliRunner()
+    with Server(face_api_files) as server:
+        ok = runner.invoke(weights_cli, ["download", "face-resnet", "--cache-dir", str(tmp_path / "weights"),
+                                         "--base-url", server.base])
+    assert ok.exit_code == 0, ok.output
+    manifest = tmp_path / "weights" / FACE_API_MANIFEST
+    assert manifest.read_bytes() == face_api_files[FACE_API_MANIFEST]
+    assert f"build_face_resnet(weights={str(manifest)!r})" in ok.output and "public domain" in ok.output
+    refused = runner.invoke(weights_cli, ["download", "face-resnet", "--sha256", "0" * 64])
+    assert refused.exit_code == 2 and "--sha256: not for face-resnet" in refused.output
+
+
+@pytest.mark.realdata
+def test_face_resnet_download_of_the_published_files_builds_the_backbone(tmp_path):
+    """The real files, served from 127.0.0.1, pass the pinned checksums and load as they are."""
+    from conftest import shared_data_dir
+    from dam_cnn_tf.models.face_resnet import build_face_resnet
+
+    published = shared_data_dir().parent / "weights" / "face-api"
+    names = [f.filename for f in download_module.FILE_SETS["face-resnet"].files]
+    if not all((published / name).is_file() for name in names):
+        pytest.skip(f"face-api weights not present at {published}")
+    with Server({name: (published / name).read_bytes() for name in names}) as server:
+        manifest = download_file_set("face-resnet", tmp_path, base_url=server.base)
+    model = build_face_resnet(weights=manifest)
+    assert model.count_params() == 5_614_592
+    reference = build_face_resnet(weights=published / FACE_API_MANIFEST)
+    np.testing.assert_array_equal(model.get_layer("fc").get_weights()[0], reference.get_layer("fc").get_weights()[0])

@@ -9,7 +9,7 @@ from dam_cnn_tf.weights.convert import (
     read_converted,
     read_weights,
 )
-from dam_cnn_tf.weights.download import RELEASES, Release, download_weights
+from dam_cnn_tf.weights.download import FILE_SETS, RELEASES, FileSet, Release, download_file_set, download_weights
 from dam_cnn_tf.weights.errors import (
     ChecksumError,
     DownloadError,
@@ -20,10 +20,12 @@ from dam_cnn_tf.weights.errors import (
 )
 
 __all__ = [
+    "FILE_SETS",
     "FORMATS",
     "RELEASES",
     "ChecksumError",
     "DownloadError",
+    "FileSet",
     "LoadReport",
     "MissingLayerError",
     "Release",
@@ -32,6 +34,7 @@ __all__ = [
     "WeightsShapeError",
     "convert_weights",
     "detect_format",
+    "download_file_set",
     "download_weights",
     "load_backbone_weights",
     "read_converted",

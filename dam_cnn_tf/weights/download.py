@@ -1,4 +1,5 @@
-"""Fetch a published VGG-Face release, verify it, and convert it for our backbone.
+"""Fetch a published VGG-Face release, verify it, and convert it for our backbone; or fetch
+face-api's face-recognition files, which ``face-resnet`` reads as they are.
 
 Dependency-free: ``urllib`` streams into ``<file>.part``; a broken transfer is resumed with an
 HTTP ``Range`` request and retried with exponential backoff; the SHA-256 is checked before the
@@ -37,6 +38,14 @@ OXFORD_LICENCE = (
     "as not for commercial use"
 )
 DERIVED_LICENCE = "a conversion of the Oxford VGG-Face release, whose licence terms it inherits"
+# vladmandic/face-api's commit "1.7.15" (the npm release whose model/ folder these files are);
+# its face_recognition_model files have not changed since 2021.
+FACE_API_COMMIT = "f587b44f66eae5a8fbd74f593171882378c14ddc"
+FACE_API_MODEL_URL = f"https://raw.githubusercontent.com/vladmandic/face-api/{FACE_API_COMMIT}/model"
+FACE_API_LICENCE = (
+    "dlib's face-recognition ResNet (Davis King; released into the public domain) in face-api's "
+    "TensorFlow.js form (MIT, https://github.com/vladmandic/face-api)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +101,38 @@ RELEASES = {
             "https://github.com/serengil/deepface_models/releases/download/v1.0/vgg_face_weights.h5",
             "deepface",
             "deepface (MIT code); " + DERIVED_LICENCE,
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSet:
+    """Files that are used together, as published; ``entry`` is the one a user points at."""
+
+    name: str
+    files: tuple[Release, ...]  # fetched in this order: the entry last, so it appears only when complete
+    entry: str
+    licence: str
+
+
+def _face_api_file(filename: str, sha256: str) -> Release:
+    return Release(filename, f"{FACE_API_MODEL_URL}/{filename}", "tfjs", FACE_API_LICENCE, sha256=sha256)
+
+
+FILE_SETS = {
+    s.name: s
+    for s in (
+        FileSet(
+            "face-resnet",
+            (
+                _face_api_file("face_recognition_model.bin",
+                               "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589"),
+                _face_api_file("face_recognition_model-weights_manifest.json",
+                               "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b"),
+            ),
+            entry="face_recognition_model-weights_manifest.json",
+            licence=FACE_API_LICENCE,
         ),
     )
 }
@@ -215,6 +256,26 @@ def _extract(archive: Path, member: str, dest: Path) -> Path:
     return dest
 
 
+def _fetch_verified(release: Release, cache: Path, address: str, sha256: str | None, **fetch_options):
+    """``cache/<filename>``, fetched from ``address`` unless already there, and verified.
+
+    The transfer goes to ``<filename>.part`` (resumed if present) and is renamed only once its
+    checksum holds. Returns ``(path, sha256, pinned)``.
+    """
+    target = cache / release.filename
+    record = cache / (release.filename + ".sha256")
+    if not target.is_file():
+        part = fetch(address, cache / (release.filename + ".part"), **fetch_options)
+        try:
+            digest, pinned = _verify(part, release, sha256, record)
+        except ChecksumError as error:
+            raise ChecksumError(str(error).replace(str(part), address)) from None
+        os.replace(part, target)
+    else:
+        digest, pinned = _verify(target, release, sha256, record)
+    return target, digest, pinned
+
+
 def download_weights(
     source: str | Release,
     cache_dir=None,
@@ -241,19 +302,9 @@ def download_weights(
     else:
         release = source
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = cache / release.filename
+    target, digest, pinned = _fetch_verified(release, cache, resolve_url(release, url, base_url), sha256,
+                                             retries=retries, backoff=backoff, timeout=timeout)
     record = cache / (release.filename + ".sha256")
-    address = resolve_url(release, url, base_url)
-    if not target.is_file():
-        part = fetch(address, cache / (release.filename + ".part"), retries=retries, backoff=backoff,
-                     timeout=timeout)
-        try:
-            digest, pinned = _verify(part, release, sha256, record)
-        except ChecksumError as error:
-            raise ChecksumError(str(error).replace(str(part), address)) from None
-        os.replace(part, target)
-    else:
-        digest, pinned = _verify(target, release, sha256, record)
     if not pinned and not record.is_file():
         record.write_text(f"{digest}  {release.filename}\n")
         echo(f"{release.filename}: SHA-256 {digest} (not pinned; recorded in {record}; pass --sha256 to pin it)")
@@ -266,3 +317,29 @@ def download_weights(
     if convert:
         converted = convert_weights(path, convert_to or cache / f"{release.name}.weights.h5", release.format)
     return DownloadResult(path=path, sha256=digest, pinned=pinned, converted=converted)
+
+
+def download_file_set(
+    name: str,
+    target_dir=None,
+    *,
+    base_url: str | None = None,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch every file of the set ``name`` (see ``FILE_SETS``) into ``target_dir`` (default: the
+    weights cache), each checked against its pinned SHA-256; returns the path of its entry file.
+
+    ``face-resnet`` gives face-api's ``face_recognition_model-weights_manifest.json`` with its
+    ``.bin`` beside it, which ``build_face_resnet(weights=...)`` and ``--backbone-weights`` read
+    as they are.
+    """
+    if name not in FILE_SETS:
+        raise WeightsError(f"unknown download {name!r}; choose one of {', '.join(FILE_SETS)}")
+    file_set = FILE_SETS[name]
+    folder = Path(target_dir) if target_dir else default_cache_dir()
+    for release in file_set.files:
+        _fetch_verified(release, folder, resolve_url(release, None, base_url), None,
+                        retries=retries, backoff=backoff, timeout=timeout)
+    return folder / file_set.entry
