@@ -225,3 +225,38 @@ def test_real_weights_fill_every_layer(real_manifest):
     tensors = read_tfjs_weights(real_manifest)
     model = build_face_resnet(weights=real_manifest)
     assert model.count_params() == sum(t.size for t in tensors.values()) == 5_614_592
+
+
+def test_train_and_export_with_face_resnet_from_the_command_line(tmp_path, reference):
+    import keras
+
+    from cli_helpers import TINY_OPTIONS, read_json, synthetic_folder
+
+    manifest, _, _ = reference
+    faces = synthetic_folder(tmp_path / "faces", size=64)
+    run = tmp_path / "run"
+    invoke("train", "--data", faces, "--run-dir", run, *TINY_OPTIONS, "--backbone", "face-resnet",
+           "--backbone-weights", manifest, "--input-size", "64", "--fine-tune-from", "conv256_down_conv1_conv")
+    config = read_json(run / "config.json")
+    assert config["backbone"] == "face-resnet" and config["fine_tune_from"] == "conv256_down_conv1_conv"
+    model = keras.saving.load_model(run / "model.keras")
+    # The frozen early layers still hold face-api's weights after both stages; the trained ones moved.
+    expected = build_face_resnet(weights=manifest, include_top=False, input_shape=(64, 64, 3))
+    trained = {w.path: np.asarray(w) for w in model.weights}
+    for layer, moved in (("conv32_down_conv", False), ("conv256_2_conv2_conv", True)):
+        kernel = next(value for path, value in trained.items() if f"/{path}".endswith(f"/{layer}/kernel"))
+        assert np.array_equal(kernel, expected.get_layer(layer).kernel.numpy()) != moved, layer
+    out = tmp_path / "export"
+    invoke("export", run / "model.keras", out)
+    assert (out / "1" / "saved_model.pb").is_file()
+
+
+def test_unusable_face_resnet_weights_stop_before_any_data_is_read(tmp_path):
+    bad = tmp_path / "face_recognition_model-weights_manifest.json"
+    bad.write_text('[{"paths": ["../x.bin"], "weights": []}]')
+    from cli_helpers import synthetic_folder
+
+    result = invoke("train", "--data", synthetic_folder(tmp_path / "faces"), "--backbone", "face-resnet", "--backbone-weights", bad,
+                    "--run-dir", tmp_path / "run", expect_ok=False)
+    assert result.exit_code != 0
+    assert "leaves the manifest's folder" in result.output and len(result.output.strip().splitlines()) == 1

@@ -66,6 +66,7 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     """
     import dam_cnn_tf.layers  # noqa: F401  (registers the package's serialisable layers)
     import dam_cnn_tf.models  # noqa: F401
+    import dam_cnn_tf.models.face_resnet  # noqa: F401  (its layers, for models on that backbone)
 
     path = Path(path)
     if not path.is_file():
