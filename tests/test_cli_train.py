@@ -81,8 +81,15 @@ def test_crossval_subject_grouped(tmp_path):
         assert not set(subjects[fold["test"]]) & set(subjects[fold["train"] + fold["val"]])
     for name in ("results.md", "results_confusion.csv", "results_confusion.png"):
         assert (out / name).stat().st_size > 0
-    # A second call finds every fold done and trains nothing.
+    # A second call finds every fold done and trains nothing; --baselines adds the probes on the same folds.
+    written = {p: p.stat().st_mtime_ns for p in out.glob("fold-*/**/*") if p.is_file()}
     again = invoke("crossval", "--data", folder, "--no-detect", "--protocol", "subject-kfold", "--folds", "2",
-                   "--out", out, *TINY_OPTIONS)
+                   "--out", out, "--baselines", *TINY_OPTIONS)
+    assert {p: p.stat().st_mtime_ns for p in written} == written
     assert read_json(out / "results.json")["fold_accuracies"] == summary["fold_accuracies"]
-    assert "Epoch" not in again.output
+    pixels = read_json(out / "baseline-pixels" / "results.json")
+    assert pixels["test_indices"] == [f["test"] for f in folds]
+    difference = 100 * (np.mean(summary["fold_accuracies"]) - np.mean(pixels["fold_accuracies"]))
+    report = (out / "results.md").read_text()
+    assert report.count("## Against the baselines") == 1 and f"{difference:+.2f} ±" in report
+    assert "## Against the baselines" in again.output

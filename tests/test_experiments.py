@@ -97,15 +97,19 @@ def test_within_one_std_and_markdown_say_when_a_difference_is_not_clear():
     config = {k: 1 for k in ("input_size", "backbone", "fc_units", "encoder_units", "stage1_epochs", "stage2_epochs",
                              "patience", "seed")}
     config["backbone_weights"] = None
+    from dam_cnn_tf.training.baselines import paired_difference
+
     rows = [dict(key="a", label="A", folds=2, fold_accuracies=[0.75, 0.85], mean_accuracy=0.8, std_accuracy=0.05,
-                 difference_to_reference=0.0, within_one_std_of_reference=True),
+                 difference_to_reference=0.0, within_one_std_of_reference=True,
+                 paired_to_reference=paired_difference([0.75, 0.85], [0.75, 0.85])),
             dict(key="b", label="B", folds=2, fold_accuracies=[0.89, 0.91], mean_accuracy=0.9, std_accuracy=0.01,
-                 difference_to_reference=0.1, within_one_std_of_reference=False)]
+                 difference_to_reference=0.1, within_one_std_of_reference=False,
+                 paired_to_reference=paired_difference([0.89, 0.91], [0.75, 0.85]))]
     text = experiment_markdown({"title": "T", "dataset": "d", "num_samples": 10, "class_names": ["x", "y"],
                                 "protocol": "subject-independent 2-fold", "config": config, "rows": rows,
                                 "reference": "a"})
-    assert "| A | 2 | 80.00 ± 5.00 | — | — | 75.0, 85.0 |" in text
-    assert "| B | 2 | 90.00 ± 1.00 | +10.00 | no | 89.0, 91.0 |" in text
+    assert "| A | 2 | 80.00 ± 5.00 | — | — | — | 75.0, 85.0 |" in text
+    assert "| B | 2 | 90.00 ± 1.00 | +10.00 ± 4.00 | 2 / 0 / 0 | no | 89.0, 91.0 |" in text
     assert "subject-independent 2-fold" in text
 
 

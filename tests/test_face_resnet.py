@@ -190,6 +190,23 @@ def test_keras_file_round_trip(tmp_path, reference):
     np.testing.assert_allclose(again(images).numpy(), expected, atol=1e-6)
 
 
+def test_frozen_baseline_sees_the_public_feature_map(reference):
+    """The frozen-feature baseline's features are build_face_resnet(include_top=False)'s map."""
+    from dam_cnn_tf.training.baselines import available, frozen_features
+    from dam_cnn_tf.training.config import TrainConfig
+
+    manifest, images, _ = reference
+    config = TrainConfig(backbone="face-resnet", backbone_weights=str(manifest), input_size=104)
+    assert [b.key for b in available(config)] == ["baseline-pixels", "baseline-frozen"]
+    faces = np.clip(images, 0, 255).astype(np.uint8)
+    expected = build_face_resnet(weights=manifest, include_top=False, input_shape=(104, 104, 3))(
+        faces.astype(np.float32)).numpy()
+    got = frozen_features(faces, config)
+    assert got.shape == (2, int(np.prod(expected.shape[1:])))
+    # predict() and a direct call sum in different orders: 2e-4 on features of magnitude ~100.
+    np.testing.assert_allclose(got, expected.reshape(2, -1), rtol=1e-4, atol=1e-3)
+
+
 def test_stage1_model_loads_and_freezes_the_backbone(reference):
     from dam_cnn_tf.training.config import ConfigError, TrainConfig
     from dam_cnn_tf.training.stages import build_stage1_model

@@ -53,11 +53,15 @@ def make_folds(protocol: str, data, k, seed: int, val_fraction: float, dataset_n
               help="all: DAM-CNN; 1: VGG-SERD alone (Table 2)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="output folder: one run per fold, results.md/json, confusion matrix CSV and PNG")
+@click.option("--baselines", is_flag=True,
+              help="also fit logistic regressions on raw pixels and on frozen backbone features on the same folds, "
+                   "and compare fold by fold")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML options file")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @config_options
 @handle_user_errors
-def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds, stage, out, config_file, quiet, **kwargs):
+def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds, stage, out, baselines, config_file,
+             quiet, **kwargs):
     """Cross-validate DAM-CNN: per-fold and mean ± std accuracy, summed confusion matrix."""
     import numpy as np
 
@@ -96,6 +100,15 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
     if max_folds:
         folds = folds[:max_folds]
     summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=0 if quiet else 1)
+    if baselines:
+        from dam_cnn_tf.training.baselines import comparison_markdown, run_baselines
+        from dam_cnn_tf.training.run_dir import atomic_write_text
+
+        probes = run_baselines(prepared, folds, config, Path(out), log=(lambda *_: None) if quiet else print)
+        report = Path(out) / "results.md"
+        text = report.read_text()
+        text = text.split("\n## Against the baselines")[0].rstrip("\n") + "\n"
+        atomic_write_text(report, text + comparison_markdown(summary, probes))
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"{name}: {100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f}% "
                f"over {summary['folds']} fold(s); results in {out}")

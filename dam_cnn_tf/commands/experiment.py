@@ -16,7 +16,7 @@ from dam_cnn_tf.commands.common import (
     load_prepared,
 )
 
-NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11")
+NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11", "baselines")
 FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 
 
@@ -43,16 +43,19 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="output folder; experiments written to the same folder share the runs they have in common")
 @click.option("--no-figures", is_flag=True, help="tables only")
+@click.option("--baselines", is_flag=True,
+              help="add logistic regressions on raw pixels and on frozen backbone features, on the same folds, and "
+                   "compare every model with them fold by fold (the experiment baselines has them alone)")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML options file")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @config_options
 @handle_user_errors
 def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, max_folds, dataset_name, test_data,
-               test_layout, test_detect, out, no_figures, config_file, quiet, **kwargs):
+               test_layout, test_detect, out, no_figures, baselines, config_file, quiet, **kwargs):
     """Reproduce one of the paper's comparisons: dam-cnn (DAM-CNN at --num-paths against its own
     VGG-SERD), table2 (VGG-Face vs VGG-SERD), table3 (parts of
     L_reg, attention maps and check), table4 (N paths, t-SNE), paths-gender (§4.3.2), table11
-    (cross-dataset). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
+    (cross-dataset), baselines (logistic regressions on pixels and on frozen features). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
     from dam_cnn_tf.training.config import resolve_config
     from dam_cnn_tf.training.experiment_figures import write_experiment_figures
     from dam_cnn_tf.training.experiments import ExperimentError, run_experiment
@@ -89,8 +92,8 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
     if max_folds:
         folds = folds[:max_folds]
     try:
-        table = run_experiment(name, prepared, folds, config, out, protocol_name, verbose=verbose)
-        if not no_figures:
+        table = run_experiment(name, prepared, folds, config, out, protocol_name, verbose=verbose, baselines=baselines)
+        if not no_figures and name != "baselines":
             write_experiment_figures(name, prepared, folds, config, out)
     except (ExperimentError, SharedStage1Error) as error:
         raise click.ClickException(str(error)) from None

@@ -91,6 +91,8 @@ EXPERIMENTS = {
         _vgg_serd("cross-"),
         Variant("cross-dam-cnn", "DAM-CNN", (("pair_attribute", None),), "all", f"cross-{VGG_SERD}"),
     ),
+    # The trivial bars alone (training/baselines.py); any other experiment adds them with baselines=True.
+    "baselines": (),
 }
 
 TITLES = {
@@ -100,6 +102,7 @@ TITLES = {
     "table4": "Table 4: DAM-CNN with N paths against VGG-SERD",
     "paths-gender": "§4.3.2: random-target against attribute-specific decoders",
     "table11": "Table 11: cross-dataset",
+    "baselines": "Baselines: linear probes on pixels and on frozen backbone features",
 }
 
 
@@ -141,8 +144,13 @@ def _check_attribute_values(data: PreparedData, folds: list, attribute: str) -> 
 
 
 def run_experiment(name: str, data: PreparedData, folds: list, config: TrainConfig, out, protocol: str,
-                   verbose: int = 1, log=print) -> dict:
-    """Every variant of ``name`` on every fold (fold by fold), then its table in ``OUT/name.md/.json``."""
+                   verbose: int = 1, log=print, baselines: bool = False) -> dict:
+    """Every variant of ``name`` on every fold (fold by fold), then its table in ``OUT/name.md/.json``.
+
+    With ``baselines`` (always for the experiment ``baselines``) the table also has the linear
+    probes of ``training/baselines.py`` on the same folds, and every model row is compared with
+    them fold by fold.
+    """
     if name not in EXPERIMENTS:
         raise ExperimentError(f"unknown experiment {name!r}; one of {', '.join(EXPERIMENTS)}")
     variants = EXPERIMENTS[name]
@@ -174,7 +182,12 @@ def run_experiment(name: str, data: PreparedData, folds: list, config: TrainConf
                 share_features(run, RunDir(out / v.stage1_from / f"fold-{i:02d}"))
     summaries = {v.key: run_crossval(data, folds, configs[v.key], out / v.key, v.label, v.stage, verbose=0)
                   for v in variants}
-    table = experiment_table(name, variants, summaries, config, protocol, data)
+    probes = {}
+    if baselines or not variants:
+        from dam_cnn_tf.training.baselines import run_baselines
+
+        probes = run_baselines(data, folds, config, out, log=log if verbose else (lambda *_: None))
+    table = experiment_table(name, variants, summaries, config, protocol, data, probes)
     atomic_write_json(out / f"{name}.json", table)
     atomic_write_text(out / f"{name}.md", experiment_markdown(table))
     return table
@@ -190,26 +203,37 @@ CONFIG_SUMMARY = ("input_size", "backbone", "backbone_weights", "fc_units", "enc
                   "stage1_batch_size", "stage2_batch_size", "patience", "seed")
 
 
-def experiment_table(name, variants, summaries: dict, config: TrainConfig, protocol: str, data: PreparedData) -> dict:
-    """The rows of an experiment; each row compared with the first (the reference)."""
+def experiment_table(name, variants, summaries: dict, config: TrainConfig, protocol: str, data: PreparedData,
+                     baselines: dict = None) -> dict:
+    """The rows of an experiment; each row compared with the first (the reference), fold by fold,
+    and every model row with each baseline."""
+    from dam_cnn_tf.training.baselines import paired_difference
+
+    baselines = baselines or {}
+    entries = [(v.key, v.label, v.stage, dict(v.changes), summaries[v.key]) for v in variants]
+    entries += [(key, s["name"], "baseline", {}, s) for key, s in baselines.items()]
     rows = []
-    reference = summaries[variants[0].key]
-    for v in variants:
-        s = summaries[v.key]
+    reference = entries[0][4]
+    for key, label, stage, changes, s in entries:
         rows.append({
-            "key": v.key, "label": v.label, "stage": v.stage, "changes": dict(v.changes),
+            "key": key, "label": label, "stage": stage, "changes": changes,
             "folds": s["folds"], "fold_accuracies": s["fold_accuracies"],
             "mean_accuracy": s["mean_accuracy"], "std_accuracy": s["std_accuracy"],
             "pooled_accuracy": s["pooled_accuracy"],
             "difference_to_reference": s["mean_accuracy"] - reference["mean_accuracy"],
+            "paired_to_reference": paired_difference(s["fold_accuracies"], reference["fold_accuracies"]),
             # One fold has no spread to compare with (e.g. the cross-dataset test).
             "within_one_std_of_reference": within_one_std(s, reference) if min(s["folds"], reference["folds"]) > 1
             else None,
         })
+    against = {row["key"]: {key: paired_difference(row["fold_accuracies"], b["fold_accuracies"])
+                            for key, b in baselines.items()}
+               for row in rows if row["stage"] != "baseline"} if baselines else {}
     return {
         "experiment": name, "title": TITLES[name], "dataset": data.dataset.name, "protocol": protocol,
         "num_samples": int(len(data.labels)), "class_names": list(data.class_names),
-        "config": {k: getattr(config, k) for k in CONFIG_SUMMARY}, "reference": variants[0].key, "rows": rows,
+        "config": {k: getattr(config, k) for k in CONFIG_SUMMARY}, "reference": entries[0][0], "rows": rows,
+        "baselines": {key: b["name"] for key, b in baselines.items()}, "against_baselines": against,
     }
 
 
@@ -224,18 +248,47 @@ def experiment_markdown(table: dict) -> str:
         f"FC units {c['fc_units']}, MPAE code {c['encoder_units']}, stage 1 {c['stage1_epochs']} epochs, "
         f"stage 2 {c['stage2_epochs']} epochs, patience {c['patience']}, seed {c['seed']}.",
         "",
-        "| model | folds | accuracy (%) mean ± std | Δ to first row (points) | within 1 std | per fold (%) |",
-        "|---|---:|---:|---:|:---:|---|",
+        "| model | folds | accuracy (%) mean ± std | Δ to first row, per-fold mean ± std (points) "
+        "| folds won / tied / lost | within 1 std | per fold (%) |",
+        "|---|---:|---:|---:|:---:|:---:|---|",
     ]
     for r in table["rows"]:
         folds = ", ".join(f"{100 * a:.1f}" for a in r["fold_accuracies"])
         first = r["key"] == table["reference"]
-        delta = "—" if first else f"{100 * r['difference_to_reference']:+.2f}"
+        paired = r["paired_to_reference"]
+        delta = "—" if first else f"{100 * paired['mean']:+.2f} ± {100 * paired['std']:.2f}"
+        record = "—" if first else _won_tied_lost(paired)
         within = {True: "yes", False: "no", None: "n/a (1 fold)"}[r["within_one_std_of_reference"]]
         within = "—" if first else within
         lines.append(f"| {r['label']} | {r['folds']} | {100 * r['mean_accuracy']:.2f} ± {100 * r['std_accuracy']:.2f} "
-                     f"| {delta} | {within} | {folds} |")
-    lines += ["", "\"within 1 std\": the difference to the first row is no larger than the larger of the two "
-              "standard deviations over folds, i.e. not a clear difference."]
+                     f"| {delta} | {record} | {within} | {folds} |")
+    lines += ["", "Differences are paired: the same test faces in each fold. \"within 1 std\": the difference "
+              "of the means is no larger than the larger of the two standard deviations over folds, i.e. not a "
+              "clear difference."]
+    lines += _against_baselines_markdown(table)
     return "\n".join(lines) + "\n"
 
+
+def _won_tied_lost(paired: dict) -> str:
+    return f"{paired['wins']} / {paired['ties']} / {paired['losses']}"
+
+
+def _against_baselines_markdown(table: dict) -> list:
+    """Each model row against each baseline, fold by fold (Wilcoxon signed-rank p, two-sided)."""
+    against = table.get("against_baselines") or {}
+    if not against:
+        return []
+    labels = {r["key"]: r["label"] for r in table["rows"]}
+    keys = list(table["baselines"])
+    lines = ["", "Against the baselines (points, per-fold paired differences; folds won / tied / lost; "
+             "Wilcoxon signed-rank p):", "",
+             "| model | " + " | ".join(table["baselines"][k] for k in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for row_key, by_baseline in against.items():
+        cells = []
+        for k in keys:
+            d = by_baseline[k]
+            p = "n/a" if d["p_value"] is None else f"{d['p_value']:.3f}"
+            cells.append(f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} ({_won_tied_lost(d)}; p {p})")
+        lines.append(f"| {labels[row_key]} | " + " | ".join(cells) + " |")
+    return lines

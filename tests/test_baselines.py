@@ -1,0 +1,81 @@
+"""The baselines (logistic regressions on pixels and frozen features) and their paired comparisons."""
+
+import numpy as np
+import pytest
+
+from cli_helpers import invoke, read_json
+from dam_cnn_tf.data.protocols import Fold
+from dam_cnn_tf.training.baselines import C_GRID, paired_difference, pixel_features, probe_fold
+
+TOY = ["--input-size", "32", "--backbone", "compact-tiny", "--folds", "2", "--quiet"]
+
+
+def test_paired_difference_counts_folds_and_agrees_with_numpy():
+    model, baseline = [0.90, 0.80, 0.70, 0.85, 0.95], [0.80, 0.80, 0.75, 0.80, 0.90]
+    d = paired_difference(model, baseline)
+    diffs = np.array(model) - np.array(baseline)
+    assert d["mean"] == pytest.approx(diffs.mean()) and d["std"] == pytest.approx(diffs.std())
+    assert (d["wins"], d["ties"], d["losses"]) == (3, 1, 1)
+    assert 0.0 < d["p_value"] <= 1.0  # Wilcoxon on the four untied folds
+    with pytest.raises(ValueError, match="same folds"):
+        paired_difference([0.5], [0.5, 0.6])
+
+
+def test_one_untied_fold_has_no_p_value():
+    assert paired_difference([0.9, 0.8], [0.9, 0.7])["p_value"] is None
+
+
+def test_pixel_features_are_grey_levels_at_48():
+    faces = np.zeros((2, 96, 96, 3), np.uint8)
+    faces[0] = (200, 100, 50)
+    faces[1, :48] = 255  # top half white
+    features = pixel_features(faces)
+    assert features.shape == (2, 48 * 48)
+    assert features[0] == pytest.approx(np.full(48 * 48, 0.299 * 200 + 0.587 * 100 + 0.114 * 50), abs=1.0)
+    image = features[1].reshape(48, 48)
+    assert (image[:24] == 255).all() and (image[24:] == 0).all()
+
+
+def _blobs(n, seed, informative=True):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    features = rng.normal(0, 1, (n, 20))
+    if informative:
+        features[:, :3] += 4.0 * np.eye(3)[labels]
+    return features, labels
+
+
+def test_probe_selects_on_validation_and_never_fits_on_the_test_part():
+    features, labels = _blobs(90, 0)
+    fold = Fold("f", train=np.arange(0, 60), test=np.arange(60, 75), val=np.arange(75, 90))
+    result = probe_fold(features, labels, fold, ("a", "b", "c"))
+    assert result["accuracy"] > 0.9 and result["C"] in C_GRID
+    # Relabelling the test part changes the score, never what was fitted or chosen.
+    shuffled = labels.copy()
+    shuffled[60:75] = (labels[60:75] + 1) % 3
+    again = probe_fold(features, shuffled, fold, ("a", "b", "c"))
+    assert again["C"] == result["C"] and again["accuracy"] < 0.2
+
+
+def test_experiment_baselines_through_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("experiment", "baselines", "--synthetic", "6", "--synthetic-images", "1", *TOY, "--out", out)
+    table = read_json(out / "baselines.json")
+    assert [r["key"] for r in table["rows"]] == ["baseline-pixels"]  # no pretrained weights: no frozen probe
+    pixels = read_json(out / "baseline-pixels" / "results.json")
+    assert pixels["folds"] == 2 and np.asarray(pixels["confusion_matrix"]).sum() == 6 * 7
+    # The command's folds and faces are the ones a direct call sees (the synthetic faces at seed 0).
+    from dam_cnn_tf.commands.crossval import make_folds
+    from dam_cnn_tf.commands.demo import synthetic_prepared
+    from dam_cnn_tf.training.config import TrainConfig
+
+    data = synthetic_prepared(TrainConfig(input_size=32), 6, 1, 0)
+    _, folds = make_folds("subject-kfold", data, 2, 0, TrainConfig().val_fraction, "synthetic")
+    assert pixels["test_indices"] == [f.test.tolist() for f in folds]
+    expected = [probe_fold(pixel_features(data.faces), data.labels, f, data.class_names)["accuracy"] for f in folds]
+    assert pixels["fold_accuracies"] == pytest.approx(expected)
+    assert "raw pixels" in result.output
+    # Same folds again: read back, not refitted.
+    stamp = (out / "baseline-pixels" / "results.json").stat().st_mtime_ns
+    invoke("experiment", "baselines", "--synthetic", "6", "--synthetic-images", "1", *TOY, "--out", out)
+    assert (out / "baseline-pixels" / "results.json").stat().st_mtime_ns == stamp
