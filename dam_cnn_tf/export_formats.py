@@ -84,7 +84,7 @@ def export_model_file(
         raise ExportError(f"quantize is for litert only and one of {', '.join(QUANTIZE)}, got {quantize!r} for {format}")
     path = Path(path)
     if path.suffix != SUFFIXES[format]:
-        raise ExportError(f"a {format} export is one file named *{SUFFIXES[format]}, got {path}")
+        raise ExportError(f"the {format} export is one file named *{SUFFIXES[format]}, got {path}")
     if path.is_dir():
         raise ExportError(f"{path} is a directory; give a file name ending in {SUFFIXES[format]}")
     if path.exists() and not overwrite:
@@ -103,6 +103,10 @@ def export_model_file(
             Path(staging).write_bytes(_litert_bytes(serve, model, names, quantize))
         else:
             _write_onnx(serve, names, staging)
+        # mkstemp's file is private (0600); give the export the permissions a plain write would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):

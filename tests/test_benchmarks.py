@@ -92,6 +92,14 @@ def test_toy_suite_end_to_end(tmp_path):
         assert variant["losses_finite"]
     pipeline = payload["sections"]["pipeline"]
     assert pipeline["stage2_consumes_samples_per_s"] == payload["sections"]["stage2"]["samples_per_s"]
+    formats = payload["sections"]["inference"]["formats"]  # the exported files, timed beside the SavedModel
+    assert set(formats) == {"saved_model", "litert", "litert_float16", "onnx"}
+    for name, value in formats.items():
+        if name == "onnx" and "error" in value:  # the onnx extra is not installed
+            assert "dam-cnn-tf[onnx]" in value["error"]
+            continue
+        assert value["images_per_s"] > 0, name
+    assert "1 exported litert_float16" in proc.stdout
     probes = payload["sections"]["memory"]["probes"]
     assert set(probes) == {"baseline", "stage2_n2", "stage2_n5", "inference"}
     for name, probe in probes.items():

@@ -49,6 +49,9 @@ def test_litert_gives_the_saved_models_outputs(exported, faces):
     model, root, _, reference = exported
     path = ef.export_model_file(model, root / "m.tflite", CLASS_NAMES, "litert")
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    plain = root / "plain-write"
+    plain.write_bytes(b"")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's private 0600
     _assert_close(ef.litert_runner(path)(faces), reference, FLOAT_TOL)
     assert ef.litert_runner(path)(faces[:1])["probabilities"].shape == (1, len(CLASS_NAMES))  # batch is free
     assert ef.file_class_names(path) == CLASS_NAMES
