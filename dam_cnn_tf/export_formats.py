@@ -31,7 +31,7 @@ FORMATS = (SAVED_MODEL, LITERT, ONNX)
 SUFFIXES = {LITERT: ".tflite", ONNX: ".onnx"}
 QUANTIZE = ("float16", "dynamic")
 CLASS_NAMES_KEY = "class_names"
-# 17 is the newest opset onnxruntime has run every op of this graph with since 1.11.
+# A fixed opset, so an export does not change with the installed tf2onnx; the extra's onnxruntime runs it.
 ONNX_OPSET = 17
 
 
