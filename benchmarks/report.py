@@ -30,6 +30,16 @@ def _rows(name: str, section: dict):
         yield ("1 exported inference", "images/s", _fmt(section["exported_images_per_s"]),
                f"VGG16 body {_fmt(section['vgg16_body_images_per_s'])}", _fmt(section["ratio"]), goal,
                _verdict(section))
+        formats = section.get("formats", {})
+        saved = formats.get("saved_model", {}).get("images_per_s")
+        for fmt, value in formats.items():
+            if fmt == "saved_model":
+                continue
+            if "error" in value:
+                yield (f"1 exported {fmt}", "images/s", "not run", value["error"], "", "", "")
+            else:
+                yield (f"1 exported {fmt}", "images/s", _fmt(value["images_per_s"]), f"SavedModel {_fmt(saved)}",
+                       _fmt(value["images_per_s"] / saved if saved else None), "", "")
     elif name == "stage1":
         yield ("2 stage-1 step", "images/s", _fmt(section["stage1_images_per_s"]),
                f"VGG16+FC {_fmt(section['vgg16_fc_images_per_s'])}", _fmt(section["ratio"]), goal, _verdict(section))

@@ -114,11 +114,12 @@ def run_suite(cfg: BenchConfig, sections, workdir: Path, log=print) -> dict:
     export_path = None
     if "inference" in sections or "memory" in sections:
         timed("export", run_worker, "build_and_export", cfg, export_dir=str(Path(workdir) / "export"))
-        export_path = results.pop("export").get("export_path")
+        export = results.pop("export")
+        export_path, format_paths = export.get("export_path"), export.get("format_paths")
     if "memory" in sections:
         timed("memory", memory_section, cfg, export_path)
     if "inference" in sections:
-        timed("inference", run_worker, "exported_inference", cfg, export_path=export_path)
+        timed("inference", run_worker, "exported_inference", cfg, export_path=export_path, format_paths=format_paths)
     if "decoders" in sections:
         timed("decoders", run_worker, "decoder_matmul", cfg)
     if "stage2" in sections:

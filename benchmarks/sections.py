@@ -81,17 +81,59 @@ def build_and_export(cfg: BenchConfig, export_dir: str) -> str:
     net = MPVSNet(h * w * c, cfg.num_classes, encoder_units=cfg.encoder_units, num_paths=1, fc_units=cfg.fc_units)
     model = build_dam_cnn(vgg_serd, net)
     path = export_saved_model(model, export_dir, CLASS_NAMES[: cfg.num_classes], version=1, overwrite=True)
-    return {"export_path": str(path)}
+    return {"export_path": str(path), "format_paths": _export_formats(model, cfg, Path(export_dir))}
 
 
-def exported_inference(cfg: BenchConfig, export_path: str) -> dict:
+# LiteRT float32 and float16, ONNX: each timed beside the SavedModel when it could be written.
+EXPORT_FORMATS = {"litert": ("litert", None), "litert_float16": ("litert", "float16"), "onnx": ("onnx", None)}
+
+
+def _export_formats(model, cfg: BenchConfig, export_dir: Path) -> dict:
+    from dam_cnn_tf.export import ExportError
+    from dam_cnn_tf.export_formats import SUFFIXES, export_model_file
+
+    paths = {}
+    for name, (fmt, quantize) in EXPORT_FORMATS.items():
+        try:
+            paths[name] = str(export_model_file(model, export_dir / f"{name}{SUFFIXES[fmt]}",
+                                                CLASS_NAMES[: cfg.num_classes], fmt, quantize=quantize, overwrite=True))
+        except ExportError as error:  # a missing extra: the section reports it instead of a rate
+            paths[name] = {"error": str(error)}
+    return paths
+
+
+def exported_inference(cfg: BenchConfig, export_path: str, format_paths: Optional[dict] = None) -> dict:
     import tensorflow as tf
 
     images = tf.constant(_images(cfg, cfg.inference_batch))
     serve = tf.saved_model.load(str(export_path)).signatures["serving_default"]
     body = _forward_fn(_vgg16_body(cfg))
-    return _images_per_second("Exported SavedModel inference vs plain VGG16 body", cfg, cfg.inference_batch,
-                              {"exported": lambda: serve(image=images), "vgg16_body": lambda: body(images)})
+    result = _images_per_second("Exported SavedModel inference vs plain VGG16 body", cfg, cfg.inference_batch,
+                                {"exported": lambda: serve(image=images), "vgg16_body": lambda: body(images)})
+    if format_paths is not None:
+        result["formats"] = _format_rates(cfg, images.numpy(), lambda: serve(image=images), format_paths)
+    return result
+
+
+def _format_rates(cfg: BenchConfig, images: np.ndarray, saved_model, format_paths: dict) -> dict:
+    """Images/s of each exported file, timed in turn with the SavedModel on the same batch."""
+    from dam_cnn_tf.export import ExportError
+    from dam_cnn_tf.export_formats import litert_runner, onnx_runner
+
+    fns, rates = {"saved_model": saved_model}, {}
+    for name, path in format_paths.items():
+        if isinstance(path, dict):
+            rates[name] = path
+            continue
+        try:
+            run = onnx_runner(path) if path.endswith(".onnx") else litert_runner(path)
+        except ExportError as error:
+            rates[name] = {"error": str(error)}
+            continue
+        fns[name] = lambda run=run: run(images)
+    timings = time_interleaved(fns, cfg.image_steps)
+    rates.update({name: {"images_per_s": rate(len(images), timing)} for name, timing in timings.items()})
+    return rates
 
 
 # --- 2. the stage-1 step against plain VGG16 + FC fine-tuning ---------------------------------

@@ -1,5 +1,6 @@
 """The benchmark suite runs end to end and writes every section; no timing is asserted."""
 
+import dataclasses
 import json
 import math
 import os
@@ -92,6 +93,14 @@ def test_toy_suite_end_to_end(tmp_path):
         assert variant["losses_finite"]
     pipeline = payload["sections"]["pipeline"]
     assert pipeline["stage2_consumes_samples_per_s"] == payload["sections"]["stage2"]["samples_per_s"]
+    formats = payload["sections"]["inference"]["formats"]  # the exported files, timed beside the SavedModel
+    assert set(formats) == {"saved_model", "litert", "litert_float16", "onnx"}
+    for name, value in formats.items():
+        if name == "onnx" and "error" in value:  # the onnx extra is not installed
+            assert "dam-cnn-tf[onnx]" in value["error"]
+            continue
+        assert value["images_per_s"] > 0, name
+    assert "1 exported litert_float16" in proc.stdout
     probes = payload["sections"]["memory"]["probes"]
     assert set(probes) == {"baseline", "stage2_n2", "stage2_n5", "inference"}
     for name, probe in probes.items():
@@ -105,3 +114,23 @@ def test_bad_config_is_a_one_line_error():
     result = CliRunner().invoke(main, ["--config", "huge"])
     assert result.exit_code != 0
     assert "--config" in result.output
+
+
+def test_exported_formats_are_timed_beside_the_saved_model(tmp_path):
+    import numpy as np
+
+    from benchmarks import sections
+    from benchmarks.configs import CONFIGS
+    from test_export import HEIGHT, WIDTH, _tiny_model
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, HEIGHT, WIDTH, 3)).astype("float32")
+    model, _ = _tiny_model(0, images)
+    cfg = CONFIGS["toy"]
+    paths = sections._export_formats(model, dataclasses.replace(cfg, num_classes=3), tmp_path)
+    rates = sections._format_rates(cfg, images, lambda: model(images, training=False), paths)
+    assert set(rates) == {"saved_model", *sections.EXPORT_FORMATS}
+    for name, value in rates.items():
+        if name == "onnx" and "error" in value:  # the onnx extra is not installed
+            assert "dam-cnn-tf[onnx]" in value["error"]
+            continue
+        assert value["images_per_s"] > 0, name
