@@ -14,6 +14,9 @@ from dam_cnn_tf.commands.common import handle_user_errors
 # structure, losses, routing and λ are unchanged; learning rates are raised for the short run.
 # A narrow sigmoid encoder saturates under the reconstruction losses (most units stuck near
 # 1), so the code stays wide relative to the features (1024 for 8x8x64 = 4096).
+# Unseen people need many people more than many images of each: 32 people (19 to train on)
+# x 3 images scored 54-61% on unseen people; 64 people x 2 images, with flips and brightness
+# shifts in stage 1, scored 87, 75 and 89% (seeds 0-2).
 DEMO_CONFIG = dict(
     input_size=64,
     backbone="compact",
@@ -21,6 +24,7 @@ DEMO_CONFIG = dict(
     encoder_units=1024,
     num_paths=3,
     dropout=0.3,
+    augment=True,
     alpha_s=3e-3,
     alpha_m=1e-3,
     alpha_fc=1e-3,
@@ -30,10 +34,11 @@ DEMO_CONFIG = dict(
     stage2_batch_size=32,
     patience=8,
 )
-DEMO_SUBJECTS = 32
+DEMO_SUBJECTS = 64
+DEMO_IMAGES_PER_CLASS = 2
 
 
-def synthetic_prepared(config, num_subjects: int = DEMO_SUBJECTS, images_per_class: int = 3, seed: int = 0):
+def synthetic_prepared(config, num_subjects: int = DEMO_SUBJECTS, images_per_class: int = DEMO_IMAGES_PER_CLASS, seed: int = 0):
     """The synthetic faces as prepared data (they are face crops already: no detection)."""
     from dam_cnn_tf.data.synthetic import make_synthetic_faces
     from dam_cnn_tf.training.prepare import PreparedData, select_classes
@@ -49,7 +54,7 @@ def synthetic_prepared(config, num_subjects: int = DEMO_SUBJECTS, images_per_cla
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("damcnn-demo"), show_default=True,
               help="where the run, the test evaluation, predictions and attention maps go")
 @click.option("--subjects", type=int, default=DEMO_SUBJECTS, show_default=True, help="synthetic subjects to draw")
-@click.option("--epochs", type=int, default=None, help="epochs of each stage [default: 25 and 30]")
+@click.option("--epochs", type=int, default=None, help="epochs of each stage [default: 30]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @handle_user_errors
