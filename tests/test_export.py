@@ -418,3 +418,19 @@ def test_serving_guide_names_what_the_export_has():
         assert f"`{name}`" in guide, name
     assert f"assets/{export_mod.CLASS_NAMES_ASSET}" in guide
     assert "--model_base_path" in guide and "/v1/models/damcnn:predict" in guide and '{"b64":' in guide
+
+
+def _graph_ops(graph_def) -> set:
+    ops = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        ops |= {node.op for node in function.node_def}
+    return ops
+
+
+def test_serving_graph_does_not_compute_serds_regularizer(exported, loaded):
+    # Eq. 3 is the only place with Abs; its sums of squares come with it. Training still adds it
+    # (tests/test_serd.py); the serving functions must not spend time on it.
+    for name in ("serving_default", "serving_bytes"):
+        ops = _graph_ops(loaded.signatures[name].graph.as_graph_def())
+        assert "Tanh" in ops  # SERD's mask is computed: the check sees into the model's call
+        assert "Abs" not in ops, name
