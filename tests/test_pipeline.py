@@ -244,6 +244,7 @@ def test_pair_dataset_rejects_bad_input():
         pair_dataset(features, labels, np.zeros((10, 2), np.int64), scale=np.ones(3))
 
 
+@pytest.mark.slow  # builds paper-size tensors: hundreds of MB
 def test_pair_throughput_at_paper_feature_size(tmp_path):
     """2000 salient features of 7x7x512 = 25088 (paper §3.3); prints batches per second."""
     n, dim = 2000, 25088
