@@ -65,7 +65,7 @@ class SERDLayer(keras.layers.Layer):
         # W_a and B_a of Eq. 1.
         self.attention_conv = keras.layers.Conv2D(
             1, 1, kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
-            name="attention_conv",
+            name="attention_conv", dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):

@@ -45,7 +45,7 @@ class VGGFacePreprocess(keras.layers.Layer):
     """``preprocess_input`` as a layer, so a saved or exported model takes raw RGB."""
 
     def call(self, images):
-        return preprocess_input(images)
+        return ops.cast(preprocess_input(images), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (3,)
