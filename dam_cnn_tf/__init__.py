@@ -19,13 +19,37 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from dam_cnn_tf.layers.serd import SERDLayer, serd_regularizer  # noqa: E402
-from dam_cnn_tf.models.dam_cnn import build_dam_cnn  # noqa: E402
-from dam_cnn_tf.models.face_resnet import build_face_resnet  # noqa: E402
-from dam_cnn_tf.models.mpae import MultiPathAutoencoder  # noqa: E402
-from dam_cnn_tf.models.mpvs_net import MPVSNet  # noqa: E402
-from dam_cnn_tf.models.vgg_face import build_vgg_face, preprocess_input  # noqa: E402
-from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, salient_feature_model  # noqa: E402
+# The public API is imported on first use, so that ``import dam_cnn_tf`` (and ``damcnn-tf
+# --help``) does not start TensorFlow.
+_EXPORTS = {
+    "SERDLayer": "dam_cnn_tf.layers.serd",
+    "serd_regularizer": "dam_cnn_tf.layers.serd",
+    "build_dam_cnn": "dam_cnn_tf.models.dam_cnn",
+    "build_face_resnet": "dam_cnn_tf.models.face_resnet",
+    "MultiPathAutoencoder": "dam_cnn_tf.models.mpae",
+    "MPVSNet": "dam_cnn_tf.models.mpvs_net",
+    "build_vgg_face": "dam_cnn_tf.models.vgg_face",
+    "preprocess_input": "dam_cnn_tf.models.vgg_face",
+    "build_vgg_serd": "dam_cnn_tf.models.vgg_serd",
+    "compile_vgg_serd": "dam_cnn_tf.models.vgg_serd",
+    "salient_feature_model": "dam_cnn_tf.models.vgg_serd",
+}
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dam_cnn_tf' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "__version__",

@@ -10,7 +10,8 @@ Signatures:
 * ``serving_default``: ``image`` float32 ``(None, H, W, 3)``, raw RGB in 0-255 (the
   VGG-Face preprocessing is inside the model);
 * ``serving_bytes``: ``image_bytes`` string ``(None,)`` of encoded JPEG/PNG/BMP/GIF images,
-  decoded and resized in the graph, so REST clients can send ``{"b64": ...}``.
+  decoded and resized in the graph as ``Predictor`` and training resize faces (area averaging
+  to shrink, bilinear to enlarge), so REST clients can send ``{"b64": ...}``.
 
 Both return ``probabilities`` ``(None, K)`` float32, ``class_id`` ``(None,)`` int64,
 ``class_name`` ``(None,)`` string and ``attention`` ``(None, h, w)`` float32 (SERD's mask
@@ -35,6 +36,7 @@ from typing import Optional, Sequence, Tuple, Union
 import keras
 import tensorflow as tf
 
+from dam_cnn_tf.data.resize import decode_rgb, resize_like_faces
 from dam_cnn_tf.models.dam_cnn import ATTENTION, PROBABILITIES
 
 SERVING_DEFAULT = "serving_default"
@@ -104,13 +106,11 @@ class DamCnnServingModule(tf.Module):
 def decode_and_resize(encoded: tf.Tensor, size: Tuple[int, int]) -> tf.Tensor:
     """One encoded JPEG/PNG/BMP/GIF image → float32 ``(H, W, 3)`` RGB in 0-255, as the model takes.
 
-    Grey images come out with the grey repeated to three channels, as VGG-Face expects (§3.1).
+    Decoded and resized as ``Predictor`` and training prepare an image (OpenCV's decoder, then
+    ``resize_face``), with ``data.resize``'s ``decode_rgb`` and ``resize_like_faces``. Grey
+    images come out with the grey repeated to three channels, as VGG-Face expects (§3.1).
     """
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-    # Bilinear, as the data pipeline resizes face crops: tf.image.resize (half-pixel centres,
-    # no antialiasing) equals cv2.resize(..., interpolation=cv2.INTER_LINEAR) on float32
-    # pixels, and on uint8 pixels to within one grey level. Values stay in 0-255.
-    return tf.image.resize(image, size, method="bilinear", antialias=False)
+    return resize_like_faces(decode_rgb(encoded), size)
 
 
 def _model_input_size(model: keras.Model, input_size) -> Tuple[int, int]:

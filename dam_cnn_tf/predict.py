@@ -22,7 +22,7 @@ from dam_cnn_tf.data.faces import NO_FACE_CHOICES, HaarFaceDetector, expand_box,
 from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
 from dam_cnn_tf.data.loading import ON_BAD_CHOICES
 from dam_cnn_tf.errors import one_line
-from dam_cnn_tf.models.dam_cnn import ATTENTION, PROBABILITIES
+from dam_cnn_tf.models.outputs import ATTENTION, PROBABILITIES
 from dam_cnn_tf.viz.attention import SCALES, colorize_attention
 
 MODEL_FILE = "model.keras"

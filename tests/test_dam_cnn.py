@@ -66,6 +66,7 @@ def test_decoder_parameters_grow_linearly_with_paths():
     assert counts[1] == 2 * counts[0] and counts[2] == 5 * counts[0]
 
 
+@pytest.mark.slow  # builds paper-size tensors: hundreds of MB
 def test_readme_parameter_counts_match_full_size_model():
     rows = parameter_table(num_classes=7, num_paths=5)
     counts = {part: count for part, _, count in rows}

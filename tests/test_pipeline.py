@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dam_cnn_tf.data.faces import resize_face
 from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
 from dam_cnn_tf.data.pairs import pair_target_schedule, sample_pair_targets
 from dam_cnn_tf.data.pipeline import PipelineError, autoencoder_pair_dataset, image_dataset, pair_dataset
@@ -42,8 +43,9 @@ def test_image_dataset_resizes_grey_and_skips_preprocessing():
     (x,) = list(ds)
     assert x.shape == (6, 24, 24, 3)
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
-    reference = tf.image.resize(grey[..., None].astype(np.float32), (24, 24), antialias=True).numpy()[..., 0]
-    np.testing.assert_allclose(x[..., 1], reference, atol=1e-4)
+    # Resized as training faces are (resize_face), within OpenCV's one-grey-level rounding.
+    reference = np.stack([resize_face(g, (24, 24)) for g in grey]).astype(np.float32)
+    assert np.abs(x[..., 1] - reference).max() <= 1.0
     ds = image_dataset(np.full((2, 8, 8, 3), 200, np.uint8), None, batch_size=2, image_size=4, preprocess=False,
                        drop_remainder=True)
     assert list(ds)[0].shape == (2, 4, 4, 3)
@@ -96,6 +98,17 @@ def test_image_dataset_reads_files(tmp_path):
     from_files = list(image_dataset(paths, np.arange(5), batch_size=5, image_size=10))
     in_memory = list(image_dataset(images, np.arange(5), batch_size=5, image_size=10))
     np.testing.assert_allclose(from_files[0][0], in_memory[0][0], atol=1e-3)
+
+
+def test_image_dataset_shrinks_jpeg_files_as_training_faces(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (150, 121, 3), dtype=np.uint8), (3, 3), 0)
+    assert cv2.imwrite(str(tmp_path / "a.jpg"), image)
+    (x,) = list(image_dataset([tmp_path / "a.jpg"], None, batch_size=1, image_size=32, preprocess=False))
+    decoded = cv2.cvtColor(cv2.imread(str(tmp_path / "a.jpg")), cv2.COLOR_BGR2RGB)
+    assert np.abs(x[0].numpy() - resize_face(decoded, (32, 32))).max() <= 1.0
 
 
 def test_image_dataset_rejects_bad_input():
@@ -231,6 +244,7 @@ def test_pair_dataset_rejects_bad_input():
         pair_dataset(features, labels, np.zeros((10, 2), np.int64), scale=np.ones(3))
 
 
+@pytest.mark.slow  # builds paper-size tensors: hundreds of MB
 def test_pair_throughput_at_paper_feature_size(tmp_path):
     """2000 salient features of 7x7x512 = 25088 (paper §3.3); prints batches per second."""
     n, dim = 2000, 25088

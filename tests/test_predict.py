@@ -94,11 +94,16 @@ def _model_on(run: Path, crops: np.ndarray):
 
 
 def _region_crop(image, region, size=SIZE):
-    """The crop written out with plain slicing and OpenCV: area averaging shrinks, as in training."""
+    """The crop written out with plain slicing and OpenCV, as in training: area averaging along
+    the axes that shrink, then bilinear along those that grow."""
     x0, y0, x1, y1 = region
     part = image[y0:y1, x0:x1]
-    method = cv2.INTER_AREA if part.shape[0] > size or part.shape[1] > size else cv2.INTER_LINEAR
-    return cv2.resize(part, (size, size), interpolation=method)
+    shrunk = (min(part.shape[1], size), min(part.shape[0], size))
+    if shrunk != (part.shape[1], part.shape[0]):
+        part = cv2.resize(part, shrunk, interpolation=cv2.INTER_AREA)
+    if shrunk != (size, size):
+        part = cv2.resize(part, (size, size), interpolation=cv2.INTER_LINEAR)
+    return part
 
 
 # -- Predictor ---------------------------------------------------------------------------------

@@ -18,13 +18,34 @@ def numpy_serd(h_c, kernel, bias, gamma1, gamma2):
     return h_s, mask, reg
 
 
+def test_eq1_bias_against_numpy():
+    # W_a and B_a set by hand, not read back: M = tanh(h_c · w + b), h_s = ReLU(M ⊙ h_c), Eq. 3.
+    rng = np.random.default_rng(7)
+    h_c = rng.normal(size=(2, 3, 4, 5)).astype("float32")
+    w, b = rng.normal(0, 0.5, size=5).astype("float32"), np.float32(-0.8)
+    layer = SERDLayer(gamma1=0.1, gamma2=0.05, return_attention=True)
+    layer.build(h_c.shape)
+    layer.attention_conv.kernel.assign(w.reshape(1, 1, 5, 1))
+    layer.attention_conv.bias.assign([b])
+    h_s, mask = layer(h_c, training=True)
+    want_mask = np.tanh(h_c.astype("float64") @ w.astype("float64") + b)[..., None]
+    want_hs = np.maximum(want_mask * h_c, 0.0)
+    want_reg = (0.1 * np.mean(np.abs(want_mask).sum(axis=(1, 2, 3)) ** 2)
+                + 0.05 * np.mean(((1 - want_mask**2) ** 2).sum(axis=(1, 2, 3))))
+    np.testing.assert_allclose(np.asarray(mask), want_mask, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(h_s), want_hs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(layer.losses[0]), want_reg, rtol=1e-5)
+    # The bias matters: without it the mask is another one.
+    assert np.abs(np.tanh(h_c @ w)[..., None] - np.asarray(mask)).max() > 0.3
+
+
 @pytest.mark.parametrize("shape", [(3, 4, 5, 6), (2, 7, 7, 16), (1, 2, 9, 3)])
 def test_serd_matches_numpy(shape):
     rng = np.random.default_rng(0)
     h_c = rng.normal(size=shape).astype("float32")
     layer = SERDLayer(gamma1=0.3, gamma2=0.2, return_attention=True, kernel_initializer="glorot_uniform",
                       bias_initializer=keras.initializers.RandomNormal(0.0, 0.5))
-    h_s, mask = layer(h_c)
+    h_s, mask = layer(h_c, training=True)
     kernel, bias = layer.attention_conv.get_weights()
     want_hs, want_mask, want_reg = numpy_serd(h_c.astype("float64"), kernel, bias, 0.3, 0.2)
     np.testing.assert_allclose(np.asarray(mask), want_mask, rtol=1e-5, atol=1e-6)
@@ -80,12 +101,20 @@ def test_regularizer_parts_separately():
 def test_loss_added_once_per_call_and_absent_without_gammas():
     x = np.ones((2, 3, 3, 4), "float32")
     layer = SERDLayer()
-    layer(x)
-    layer(x)
+    layer(x, training=True)
+    layer(x, training=True)
     assert len(layer.losses) == 1  # reset on each call, never accumulated
     silent = SERDLayer(gamma1=0.0, gamma2=0.0)
-    silent(x)
+    silent(x, training=True)
     assert silent.losses == []
+
+
+def test_inference_calls_add_no_loss():
+    x = np.ones((2, 3, 3, 4), "float32")
+    layer = SERDLayer()
+    for training in (None, False):
+        layer(x, training=training)
+        assert layer.losses == []
 
 
 def _tiny_serd_classifier(gamma1, gamma2):
@@ -98,7 +127,7 @@ def _tiny_serd_classifier(gamma1, gamma2):
     return model
 
 
-def test_regularizer_reaches_fit_and_evaluate():
+def test_regularizer_reaches_fit_not_evaluate():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(8, 4, 4, 6)).astype("float32")
     y = rng.integers(0, 3, size=8)
@@ -108,8 +137,8 @@ def test_regularizer_reaches_fit_and_evaluate():
     mask = np.tanh(model.get_layer("serd").attention_conv(x))
     reg = float(serd_regularizer(mask, 1e-2, 1e-3))
     assert reg > 0.01
-    loss = model.evaluate(x, y, batch_size=8, verbose=0)
-    np.testing.assert_allclose(loss, ce + reg, rtol=1e-4)
+    # Validation is inference: its loss is the cross-entropy alone.
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=8, verbose=0), ce, rtol=1e-4)
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     np.testing.assert_allclose(history.history["loss"][0], ce + reg, rtol=1e-4)
 

@@ -69,10 +69,17 @@ def expand_box(box, margin: float, width: int, height: int) -> tuple:
 
 
 def resize_face(image: np.ndarray, size: tuple) -> np.ndarray:
-    """Resize to ``size`` = ``(height, width)``: area averaging to shrink, bilinear to enlarge."""
+    """Resize to ``size`` = ``(height, width)``: area averaging along an axis that shrinks,
+    bilinear along one that grows (two passes when one shrinks and the other grows, as OpenCV's
+    INTER_AREA averages only when both shrink). ``data.resize.resize_like_faces`` is the same
+    resize in a TensorFlow graph, for the export and the file-path pipeline."""
     height, width = size
-    shrinking = image.shape[0] > height or image.shape[1] > width
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    shrunk = (min(image.shape[0], height), min(image.shape[1], width))
+    if shrunk != image.shape[:2]:
+        image = cv2.resize(image, shrunk[::-1], interpolation=cv2.INTER_AREA)
+    if shrunk != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def crop_face(image: np.ndarray, size: tuple, detector: Optional[Callable] = None,

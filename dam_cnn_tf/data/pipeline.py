@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from dam_cnn_tf.data.resize import decode_rgb, resize_like_faces
 from dam_cnn_tf.data.feature_cache import FeatureCache, FeatureCacheError, write_feature_cache  # noqa: F401
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -65,7 +66,7 @@ def image_dataset(
 
     ``images``: uint8 ``(N, H, W, 3)`` or grey ``(N, H, W)`` / ``(N, H, W, 1)`` in memory, or a
     list of image file paths (decoded in the graph; grey becomes RGB). Each batch is resized to
-    ``image_size`` (bilinear, antialiased), optionally augmented (random flip, brightness shift of
+    ``image_size`` as faces are (``resize_like_faces``: area averaging to shrink, bilinear to enlarge), optionally augmented (random flip, brightness shift of
     up to ``max_brightness`` grey levels, different each epoch, reproducible by ``seed``), then
     mapped to the VGG-Face convention with ``preprocess_input`` when ``preprocess`` (else float32
     RGB 0-255). Labels come out as int32.
@@ -102,9 +103,7 @@ def image_dataset(
 
         def load(i):
             data = tf.io.read_file(path_table[i])
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            image.set_shape([None, None, 3])
-            return tf.image.resize(tf.cast(image, tf.float32), size, antialias=True)
+            return resize_like_faces(decode_rgb(data), size)
 
         ds = indices.map(lambda i: (i, load(i)), num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -115,7 +114,7 @@ def image_dataset(
 
         def gather_batch(i):
             batch = to_rgb_float(tf.gather(table, i))
-            return i, (batch if same_size else tf.image.resize(batch, size, antialias=True))
+            return i, (batch if same_size else resize_like_faces(batch, size))
 
         ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(
             gather_batch,

@@ -78,9 +78,9 @@ class ConvMultiPathDecoder(keras.layers.Layer):
         self.bottleneck_channels = int(bottleneck_channels)
         height, width, _ = self.feature_shape
         self.projection = MultiPathDecoder(
-            self.num_paths, height * width * self.bottleneck_channels, name="projection"
+            self.num_paths, height * width * self.bottleneck_channels, name="projection", dtype=self.dtype_policy
         )
-        self.lift = keras.layers.Conv2D(self.feature_shape[-1], 3, padding="same", name="lift")
+        self.lift = keras.layers.Conv2D(self.feature_shape[-1], 3, padding="same", name="lift", dtype=self.dtype_policy)
 
     @property
     def output_dim(self) -> int:

@@ -43,8 +43,12 @@ class FeatureScaler(keras.layers.Layer):
         self.feature_max.assign(maxima.astype("float32"))
 
     def call(self, x):
+        # Divided in float32 (the maxima's dtype), handed on in the layer's compute dtype.
         x = ops.cast(x, "float32")
-        return ops.clip(x / self.feature_max, 0.0, 1.0)
+        return ops.cast(ops.clip(x / self.feature_max, 0.0, 1.0), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def get_config(self):
         config = super().get_config()

@@ -31,7 +31,8 @@ class SERDLayer(keras.layers.Layer):
     ``M = tanh(W_a * h_c + B_a)`` with a 1x1xCx1 convolution, so each attentive weight sees
     only the features at its own position; ``h_s = ReLU(M ⊙ h_c)`` with ``M`` broadcast over
     channels, so features under negative weights are cut. ``L_reg`` is added with
-    ``add_loss`` on every call, so ``fit`` minimises Eq. 4 without further wiring.
+    ``add_loss`` on training calls, so ``fit`` minimises Eq. 4 without further wiring while
+    inference (``predict``, ``evaluate``, an exported graph) does not compute it.
 
     Input ``(B, H, W, C)``; output ``h_s`` of the same shape, plus ``M`` of shape
     ``(B, H, W, 1)`` when ``return_attention`` is true.
@@ -64,7 +65,7 @@ class SERDLayer(keras.layers.Layer):
         # W_a and B_a of Eq. 1.
         self.attention_conv = keras.layers.Conv2D(
             1, 1, kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
-            name="attention_conv",
+            name="attention_conv", dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -76,10 +77,10 @@ class SERDLayer(keras.layers.Layer):
         """Eq. 1: the attentive mask ``M`` in (-1, 1), shape ``(B, H, W, 1)``."""
         return ops.tanh(self.attention_conv(h_c))
 
-    def call(self, h_c):
+    def call(self, h_c, training=None):
         mask = self.attention_mask(h_c)
         h_s = ops.relu(mask * h_c)  # Eq. 2
-        if self.gamma1 or self.gamma2:
+        if training and (self.gamma1 or self.gamma2):
             self.add_loss(serd_regularizer(mask, self.gamma1, self.gamma2))
         if self.return_attention:
             return h_s, mask

@@ -9,11 +9,8 @@ import keras
 from keras import ops
 
 from dam_cnn_tf.models.mpvs_net import MPVSNet
+from dam_cnn_tf.models.outputs import ATTENTION, PROBABILITIES  # noqa: F401  (re-exported)
 from dam_cnn_tf.models.vgg_serd import FLATTEN, SERD, has_serd
-
-PROBABILITIES = "probabilities"
-ATTENTION = "attention"
-
 
 def build_dam_cnn(vgg_serd: keras.Model, mpvs_net: MPVSNet, name: str = "dam_cnn") -> keras.Model:
     """The inference model from a trained VGG-SERD (stage 1) and MPVS-Net (stage 2).
@@ -32,7 +29,6 @@ def build_dam_cnn(vgg_serd: keras.Model, mpvs_net: MPVSNet, name: str = "dam_cnn
     attention = keras.layers.Reshape(tuple(mask.shape[1:3]), name=ATTENTION)(mask)
     probabilities = keras.layers.Activation("linear", dtype="float32", name=PROBABILITIES)(probabilities)
     return keras.Model(vgg_serd.input, {PROBABILITIES: probabilities, ATTENTION: attention}, name=name)
-
 
 def predict_classes(model: keras.Model, images, batch_size: int = 32):
     """Class ids and probabilities for raw RGB images with a DAM-CNN inference model."""

@@ -149,7 +149,7 @@ class MultiPathAutoencoder(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
+            **super().get_config(),  # name, trainable and dtype policy
             "input_dim": self.input_dim,
             "encoder_units": self.encoder_units,
             "num_paths": self.num_paths,

@@ -220,7 +220,7 @@ class MPVSNet(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
+            **super().get_config(),  # name, trainable and dtype policy
             "input_dim": self.input_dim,
             "num_classes": self.num_classes,
             "encoder_units": self.mpae.encoder_units,

@@ -11,16 +11,12 @@ import numpy as np
 from keras import ops
 
 from dam_cnn_tf import hparams
-
-# Mean pixel of the VGG-Face training set, in the release's B, G, R order.
-VGG_FACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
-# Output channels of the five convolutional blocks, and how many 3x3 convolutions each has.
-VGG_FACE_WIDTHS = (64, 128, 256, 512, 512)
-VGG_FACE_DEPTHS = (2, 2, 3, 3, 3)
-# The original classifier: 2622 identities.
-VGG_FACE_CLASSES = 2622
-CONV_LAYER_NAMES = tuple(
-    f"conv{block}_{i}" for block, depth in enumerate(VGG_FACE_DEPTHS, 1) for i in range(1, depth + 1)
+from dam_cnn_tf.models.vgg_face_layout import (  # noqa: F401  (re-exported)
+    CONV_LAYER_NAMES,
+    VGG_FACE_CLASSES,
+    VGG_FACE_DEPTHS,
+    VGG_FACE_MEAN_BGR,
+    VGG_FACE_WIDTHS,
 )
 
 
@@ -45,7 +41,7 @@ class VGGFacePreprocess(keras.layers.Layer):
     """``preprocess_input`` as a layer, so a saved or exported model takes raw RGB."""
 
     def call(self, images):
-        return preprocess_input(images)
+        return ops.cast(preprocess_input(images), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (3,)

@@ -1,0 +1,29 @@
+"""Every custom layer through the shared Keras checks of tests/layer_checks.py."""
+
+import pytest
+
+from dam_cnn_tf import SERDLayer
+from dam_cnn_tf.layers.decoders import ConvMultiPathDecoder, MultiPathDecoder
+from dam_cnn_tf.layers.feature_scaling import FeatureScaler
+from dam_cnn_tf.models.face_resnet import ChannelScale, DownsampleShortcut, FaceResNetPreprocess
+from dam_cnn_tf.models.vgg_face import VGGFacePreprocess
+
+from layer_checks import check_layer
+
+CASES = {
+    "serd": (lambda **kw: SERDLayer(kernel_initializer="glorot_uniform", **kw), (3, 4, 5), {}),
+    "serd-attention": (lambda **kw: SERDLayer(return_attention=True, **kw), (3, 4, 5), {}),
+    "decoder": (lambda **kw: MultiPathDecoder(2, 6, **kw), (4,), {}),
+    "conv-decoder": (lambda **kw: ConvMultiPathDecoder(2, (2, 3, 4), bottleneck_channels=3, **kw), (5,), {}),
+    "feature-scaler": (lambda **kw: FeatureScaler(**kw), (6,), {}),
+    "vgg-face-preprocess": (lambda **kw: VGGFacePreprocess(**kw), (4, 5, 3), {"high": 255.0}),
+    "face-resnet-preprocess": (lambda **kw: FaceResNetPreprocess(size=8, **kw), (6, 9, 3), {"high": 255.0}),
+    "channel-scale": (lambda **kw: ChannelScale(**kw), (3, 3, 4), {}),
+    "downsample-shortcut": (lambda **kw: DownsampleShortcut(6, **kw), (4, 4, 3), {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_hygiene(name):
+    make, shape, options = CASES[name]
+    check_layer(make, shape, **options)
