@@ -6,6 +6,7 @@ import functools
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from dam_cnn_tf.optimizers import FusedAdam, FusedSGD
@@ -86,9 +87,16 @@ def prebuild_for_workers(model: keras.Model, dataset) -> None:
     with strategy.scope():
         model._symbolic_build(data_batch=next(iter(dataset)))
     model._maybe_symbolic_build = lambda *args, **kwargs: None
-    # Its "mean" reduction of per-replica metrics fails on scalars across workers; each
-    # worker keeps its local values and ``AverageLogsAcrossWorkers`` makes them agree.
-    model.distribute_reduction_method = "first"
+    # Its steps reduce each metric with strategy.reduce("MEAN", value, axis=0), which refuses
+    # scalars across workers; as 1-element vectors they come back averaged over the replicas.
+    for name in ("train_step", "test_step"):
+        setattr(model, name, _as_vectors(getattr(model, name)))
+
+
+def _as_vectors(step):
+    def vector_step(data):
+        return {key: tf.reshape(value, [1]) for key, value in step(data).items()}
+    return vector_step
 
 
 def worker_callbacks(model: keras.Model) -> list:
@@ -99,11 +107,16 @@ def worker_callbacks(model: keras.Model) -> list:
 
 
 class AverageLogsAcrossWorkers(keras.callbacks.Callback):
-    """Each epoch's logs averaged over the workers, in place, so that early stopping and the
-    best checkpoint decide alike on every worker (a worker stopping alone would leave the
-    others waiting in a collective)."""
+    """At each epoch's end, the logs and the non-trained state (BatchNorm's moving statistics,
+    updated from each worker's own shard) averaged over the workers, in place: early stopping
+    and the best checkpoint then decide alike everywhere (a worker stopping alone would leave
+    the others waiting in a collective), and the chief saves what every worker holds."""
 
     def on_epoch_end(self, epoch, logs=None):
         strategy = self.model.distribute_strategy
         for key, value in (logs or {}).items():
-            logs[key] = float(strategy.reduce("MEAN", tf.constant(float(value)), axis=None))
+            logs[key] = float(strategy.reduce("MEAN", tf.constant(float(np.ravel(value)[0])), axis=None))
+        for variable in self.model.non_trainable_weights:
+            if variable.dtype.startswith("float"):
+                local = tf.convert_to_tensor(variable.numpy())
+                variable.assign(strategy.reduce("MEAN", local, axis=None))
