@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from dam_cnn_tf.training.workers import exit_on_signals, is_chief, remove_worker_dir, worker_run_dir
 from dam_cnn_tf.commands.common import (
     config_options,
     config_overrides,
@@ -70,10 +71,16 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
         config = resolve_config(config_file, base=base, **overrides)
         check_backbone_weights(config)
         run = RunDir(run_dir or _new_run_dir())
+        chief = config.strategy != "multiworker" or is_chief()
         if stage == "2" and "stage1" not in run.completed():
             raise click.UsageError(f"--stage 2 needs a run directory whose stage 1 is complete; {run.path} has none")
-        if stage != "2" and run.config_path.exists():
+        if chief and stage != "2" and run.config_path.exists():
             raise click.UsageError(f"--run-dir {run.path} already holds a run; use --resume {run.path} or another directory")
+    if config.strategy == "multiworker" and not is_chief():
+        _train_as_worker(run, config, spec, stage, resume is not None or stage == "2", quiet)
+        return
+    if config.strategy == "multiworker":
+        _start_workers()
     with run.locked():
         run.write_json("config.json", config.to_dict())
         run.write_json("data.json", {**spec, "stage": stage})
@@ -81,6 +88,26 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
     click.echo(f"Run written to {run.path}")
     if result is not None:
         click.echo(f"Validation accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
+
+
+def _start_workers(on_exit=lambda: None) -> None:
+    """All workers meet before any data is read; a signal then ends this one at once."""
+    from dam_cnn_tf.training.distribute import make_strategy
+
+    make_strategy("multiworker")
+    exit_on_signals(on_exit)
+
+
+def _train_as_worker(run, config, spec: dict, stage: str, resume: bool, quiet: bool) -> None:
+    """A non-chief worker: the same training, written to a private copy of the run (removed
+    at the end) so that the chief alone writes ``run``."""
+    private = worker_run_dir(run, resume)
+    try:
+        _start_workers(lambda: remove_worker_dir(private))
+        run_training(private, config, spec, stage, verbose=0 if quiet else 1)
+    finally:
+        remove_worker_dir(private)
+    click.echo(f"Worker done; the chief wrote the run to {run.path}")
 
 
 def run_training(run, config, spec: dict, stage: str, verbose: int = 1):

@@ -38,7 +38,7 @@ from dam_cnn_tf.training.callbacks import (
     completed_epochs,
 )
 from dam_cnn_tf.training.config import ConfigError, TrainConfig
-from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, set_precision
+from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, prebuild_for_workers, set_precision, worker_callbacks
 from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_save_weights, atomic_write_json
 
 
@@ -64,12 +64,14 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     best = stage_dir / "best.weights.h5"
     nan_stop = StopOnNaN(stage)
     callbacks = [  # the backup last: an epoch counts as done once everything else is written
+        *worker_callbacks(model),
         nan_stop,
         AtomicModelCheckpoint(best, monitor="val_loss", save_weights_only=True),
         ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor="val_loss", patience=patience),
         ResumableCSVLogger(stage_dir / "metrics.csv", stage_dir / "backup"),
         AtomicBackupAndRestore(stage_dir / "backup"),
     ]
+    prebuild_for_workers(model, train)
     # The tf.data pipelines shuffle themselves (seeded), so fit must not.
     history = model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose,
                         shuffle=False, **fit_kwargs)
