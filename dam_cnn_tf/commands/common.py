@@ -82,6 +82,9 @@ _HELP = {
     "mixed_precision": "float16 or bfloat16 mixed precision (GPUs)",
     "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
     "end_to_end": "stage 2 trains backbone, SERD, MPAE and head together (beyond the paper)",
+    "stage2_monitor": "validation metric that picks stage 2's best epoch and stops it early: val_cross_entropy "
+                      "(Eq. 10's loss, the classifier's objective), val_accuracy, or val_loss (Eq. 11's "
+                      "ΣJ_j + λ·L_ce, the paper's convergence criterion, dominated by reconstruction)",
     "init_encoder_from_fc6": "start the MPAE encoder from stage 1's fc6 (needs equal widths)",
 }
 

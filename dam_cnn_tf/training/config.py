@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     pass
 
 
+# Stage 2's model-selection metrics and whether lower or higher is better.
+STAGE2_MONITORS = {"val_cross_entropy": "min", "val_accuracy": "max", "val_loss": "min"}
+
+
 @dataclasses.dataclass
 class TrainConfig:
     # Data
@@ -54,6 +58,13 @@ class TrainConfig:
     pair_attribute: Optional[str] = None
     resample_pairs: bool = False
     init_encoder_from_fc6: bool = False
+    # Which validation metric picks stage 2's best epoch and stops it early. The paper trains
+    # "until MPVS-Net's loss function (Eq. 11) converges": val_loss, ΣJ_j + λ·L_ce, in which the
+    # reconstruction error dwarfs λ·L_ce, so it picks the epoch that reconstructs best. The
+    # default is the classifier's own objective, the validation cross-entropy of Eq. 10: it is
+    # what inference is judged by, and unlike accuracy on a small validation part it is
+    # continuous, so it rarely ties and keeps improving after accuracy saturates.
+    stage2_monitor: str = "val_cross_entropy"
     end_to_end: bool = False
     stage2_epochs: int = 100
     stage2_batch_size: int = 32
@@ -83,6 +94,8 @@ class TrainConfig:
         need(self.optimizer in ("adam", "sgd"), "optimizer", f"must be adam or sgd, got {self.optimizer!r}")
         need(self.strategy in ("default", "mirrored", "multiworker"), "strategy", f"unknown strategy {self.strategy!r}")
         need(self.mixed_precision in (None, "float16", "bfloat16"), "mixed_precision", f"must be float16 or bfloat16, got {self.mixed_precision!r}")
+        need(self.stage2_monitor in STAGE2_MONITORS, "stage2_monitor",
+             f"must be one of {', '.join(STAGE2_MONITORS)}, got {self.stage2_monitor!r}")
         need(self.cache_dtype in ("float32", "float16"), "cache_dtype", f"must be float32 or float16, got {self.cache_dtype!r}")
         for name in ("stage1_epochs", "stage2_epochs"):
             need(getattr(self, name) >= 0, name, "must not be negative")

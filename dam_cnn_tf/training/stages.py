@@ -5,7 +5,8 @@
 2. ``extract_features``: one pass of the frozen backbone + SERD over the data, cached on disk
    (line 4; "we can obtain all sᵢ and sᵢʲ before starting the second step").
 3. ``train_stage2``: pair every sample with N same-class targets and train MPVS-Net until
-   its validation loss stops improving (lines 5-11; Eq. 10-11).
+   the monitored validation metric stops improving (lines 5-11; Eq. 10-11): the
+   cross-entropy by default, the paper's total loss with ``stage2_monitor="val_loss"``.
 
 Model selection uses the validation split carved from the training data, never the test fold.
 """
@@ -37,7 +38,7 @@ from dam_cnn_tf.training.callbacks import (
     StopOnNaN,
     completed_epochs,
 )
-from dam_cnn_tf.training.config import ConfigError, TrainConfig
+from dam_cnn_tf.training.config import STAGE2_MONITORS, ConfigError, TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, prebuild_for_workers, set_precision, worker_callbacks
 from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_save_weights, atomic_write_json
 
@@ -59,15 +60,20 @@ class FaceSet:
         return digest.hexdigest()[:16]
 
 
-def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: int, verbose: int, **fit_kwargs):
-    """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop."""
+def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: int, verbose: int,
+         monitor: str = "val_loss", **fit_kwargs):
+    """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop.
+
+    ``monitor`` (a key of ``STAGE2_MONITORS``) picks the best epoch and drives early stopping.
+    """
     best = stage_dir / "best.weights.h5"
     nan_stop = StopOnNaN(stage)
+    mode = STAGE2_MONITORS[monitor]
     callbacks = [  # the backup last: an epoch counts as done once everything else is written
         *worker_callbacks(model),
         nan_stop,
-        AtomicModelCheckpoint(best, monitor="val_loss", save_weights_only=True),
-        ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor="val_loss", patience=patience),
+        AtomicModelCheckpoint(best, monitor=monitor, mode=mode, save_weights_only=True),
+        ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor=monitor, mode=mode, patience=patience),
         ResumableCSVLogger(stage_dir / "metrics.csv", stage_dir / "backup"),
         AtomicBackupAndRestore(stage_dir / "backup"),
     ]
@@ -77,7 +83,7 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
                         shuffle=False, **fit_kwargs)
     nan_stop.raise_if_failed()
     if best.exists():
-        model.load_weights(best)  # the epoch with the lowest validation loss
+        model.load_weights(best)  # the epoch with the best monitored validation metric
     _metrics_as_json(stage_dir / "metrics.csv", stage_dir / "metrics.json")
     return history, completed_epochs(stage_dir / "backup")
 
@@ -241,7 +247,8 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
                             seed=config.seed)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
-    _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose)
+    _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose,
+                     monitor=config.stage2_monitor)
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
     return net
@@ -254,7 +261,7 @@ def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir
         model = make_end_to_end(salient_feature_model(vgg_serd), net, config)
     train_ds, val_ds = end_to_end_datasets(config, train, val, *targets)
     _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
-                     config.patience, verbose)
+                     config.patience, verbose, monitor=config.stage2_monitor)
     atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths, end_to_end=True)
