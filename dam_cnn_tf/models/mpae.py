@@ -11,6 +11,7 @@ features (DESIGN §1); targets are data and carry no gradient.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -115,6 +116,16 @@ class MultiPathAutoencoder(keras.Model):
     def path_variables(self, path: int):
         """What path ``path``'s objective ``J_j`` trains: the encoder and decoder ``path``."""
         return self.encoder.trainable_variables + self.decoders.path_variables(path)
+
+    def init_encoder_from_dense(self, kernel, bias) -> None:
+        """Start W_E, B_E (Eq. 6) so that, on training features, the encoder's pre-activation
+        equals that of a dense layer ``s @ kernel + bias`` on the unscaled features (stage 1's
+        fc6). The encoder sees ``s / max`` (clipped), so row i of ``kernel`` is multiplied by
+        ``max_i``; the activations still differ (sigmoid here, ReLU in fc6). Call after ``adapt``.
+        """
+        feature_max = np.asarray(self.scaler.feature_max.numpy(), dtype=np.float64)
+        kernel = np.asarray(kernel, dtype=np.float64) * feature_max[:, None]
+        self.encoder.set_weights([kernel.astype("float32"), np.asarray(bias, dtype="float32")])
 
     def adapt(self, features) -> None:
         """Fit the input/target scaling on training features ``(n, D)`` (DESIGN §1)."""

@@ -151,7 +151,15 @@ def resolve_config(config_file=None, base: Optional[dict] = None, **overrides) -
     values = dict(base or {})
     if config_file is not None:
         values.update(read_config_file(config_file))
+    given = {k for k, v in overrides.items() if v is not None}
+    if config_file is not None:
+        given |= set(read_config_file(config_file))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    # With attribute-specific decoders N is the attribute's number of values (DAM-CNN-g, §4.3.2),
+    # so an N given beside it would be silently ignored.
+    if values.get("pair_attribute") and "num_paths" in given:
+        raise ConfigError("--num-paths cannot be combined with --pair-attribute: N is then the number of "
+                          f"values of {values['pair_attribute']!r}; drop --num-paths")
     try:
         return TrainConfig(**values)
     except TypeError as error:

@@ -238,7 +238,7 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
         return net
     net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
     if config.init_encoder_from_fc6:
-        net.mpae.encoder.set_weights(vgg_serd.get_layer("fc6").get_weights())
+        net.mpae.init_encoder_from_dense(*vgg_serd.get_layer("fc6").get_weights())
     train_targets = _pair_targets(config, train, config.seed, num_paths)
     val_targets = _pair_targets(config, val, config.seed + 1, num_paths)
     if config.end_to_end:
