@@ -221,7 +221,7 @@ def file_class_names(path: Union[str, os.PathLike]) -> list:
     path = Path(path)
     if path.suffix == SUFFIXES[ONNX]:
         onnx = require("onnx", "onnx", "Reading an ONNX export")
-        props = {p.key: p.value for p in onnx.load_model(str(path), load_external_data=False).metadata_props}
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         text = props.get(CLASS_NAMES_KEY)
     else:
         from tensorflow.lite.python import schema_py_generated as schema

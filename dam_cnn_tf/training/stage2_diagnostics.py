@@ -109,7 +109,8 @@ def _build_net(config: TrainConfig, input_dim: int, num_classes: int, num_paths:
 def diagnose_run(run_path, max_samples: int = 256, seed: int = 0) -> dict:
     """``{"start": ..., "trained": ...}`` for the finished stage 2 of the run at ``run_path``."""
     run = RunDir(Path(run_path))
-    stored = run.read_json("config.json", None)
+    # An experiment keeps one config.json per variant, beside its fold runs.
+    stored = run.read_json("config.json", None) or RunDir(run.path.parent).read_json("config.json", None)
     if stored is None or "stage2" not in run.completed():
         raise ValueError(f"{run.path}: no completed stage 2 to diagnose")
     config = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
