@@ -12,8 +12,12 @@ from typing import Tuple
 
 
 # keras_adam: float32 with Keras' own element-wise Adam, to show what the fused update saves;
-# sgd: float32 with fused momentum SGD (`--optimizer sgd`), one optimizer slot instead of two.
-STAGE2_VARIANTS = ("float32", "xla", "mixed_bfloat16", "mixed_float16", "keras_adam", "sgd")
+# sgd: float32 with fused momentum SGD (`--optimizer sgd`), one optimizer slot instead of two;
+# float32 and the others run with the suite's allocator (--allocator, TensorFlow's BFC pool by
+# default, as damcnn-tf); malloc / bfc / tcmalloc / jemalloc: float32 with that allocator
+# (benchmarks/allocators.py; tcmalloc and jemalloc are skipped when not installed).
+ALLOCATOR_VARIANTS = ("malloc", "bfc", "tcmalloc", "jemalloc")
+STAGE2_VARIANTS = ("float32", "xla", "mixed_bfloat16", "mixed_float16", "keras_adam", "sgd", *ALLOCATOR_VARIANTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +65,15 @@ CONFIGS = {
     "cpu": BenchConfig(
         name="cpu", image_size=112, inference_batch=8, train_batch=8, image_steps=3, extraction_images=128,
         features=25088, encoder_units=4096, num_paths=5, stage2_batch=32, stage2_steps=3,
-        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=1024, pipeline_batches=16,
+        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd", "malloc", "tcmalloc"),
+        pipeline_rows=1024,
+        pipeline_batches=16,
     ),
     "full": BenchConfig(
         name="full", image_size=224, inference_batch=8, train_batch=4, image_steps=3, extraction_images=32,
         features=25088, encoder_units=4096, num_paths=5, stage2_batch=32, stage2_steps=5,
-        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd"), pipeline_rows=2048, pipeline_batches=32, memory_steps=3,
+        stage2_variants=("float32", "xla", "mixed_bfloat16", "keras_adam", "sgd", "malloc", "tcmalloc"),
+        pipeline_rows=2048,
+        pipeline_batches=32, memory_steps=3,
     ),
 }

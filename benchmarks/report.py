@@ -45,10 +45,16 @@ def _rows(name: str, section: dict):
                f"VGG16+FC {_fmt(section['vgg16_fc_images_per_s'])}", _fmt(section["ratio"]), goal, _verdict(section))
     elif name == "stage2":
         for variant, v in section["variants"].items():
+            if "skipped" in v:
+                yield (f"3 stage-2 step [{variant}]", "samples/s", "not run", v["skipped"], "", "", "")
+                continue
+            faults = v.get("step_minor_faults")
+            kernel = (f"; kernel {_fmt(v['step_system_s'])} s, {faults / 1e3:,.0f}k faults"
+                      if faults is not None else "")
             yield (f"3 stage-2 step [{variant}]", "samples/s", _fmt(v["samples_per_s"]),
                    f"{_fmt(v['achieved_gflops'], 1)} of {_fmt(v['matmul_gflops'], 1)} GFLOP/s "
                    f"{v['matmul_dtype']} matmul"
-                   f"; update {_fmt(v['update_s'])} of {_fmt(v['step_s'])} s",
+                   f"; update {_fmt(v['update_s'])} of {_fmt(v['step_s'])} s{kernel}",
                    _fmt(v["ratio"]), ">= 0.6x", _verdict(v))
     elif name == "decoders":
         t = section["timings"]
@@ -93,8 +99,10 @@ def format_table(payload: dict) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     machine = payload.get("machine", {})
-    out = [f"config {payload['config']['name']} on {machine.get('cpu', '?')} x{machine.get('cpu_count', '?')}, "
-           f"TF {machine.get('tensorflow', '?')}, {payload['total_seconds']:.0f} s",
+    flags = " ".join(machine.get("cpu_flags") or []) or "?"
+    out = [f"config {payload['config']['name']} on {machine.get('cpu', '?')} x{machine.get('cpu_count', '?')} "
+           f"({flags}), malloc {machine.get('allocator', '?')}, TF {machine.get('tensorflow', '?')}, "
+           f"{payload['total_seconds']:.0f} s",
            line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
     return "\n".join(out)

@@ -18,12 +18,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 
-from benchmarks.configs import CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E402
+from benchmarks.allocators import ALLOCATORS, AllocatorError, active_allocator, preload_env  # noqa: E402
+from benchmarks.configs import ALLOCATOR_VARIANTS, CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E402
 from benchmarks.report import format_table  # noqa: E402
 from benchmarks.worker import WorkerError, run_worker  # noqa: E402
 
 SECTIONS = ("inference", "stage1", "stage2", "decoders", "pipeline", "extraction", "memory", "face_resnet")
 GIB = 1 << 30
+
+
+# The instruction sets that decide TensorFlow's CPU matmul speed (the two machine types here
+# differ by about 2x: one has AVX-512 and AMX, the other AVX2 only).
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list:
+    """Which of ``NOTABLE_FLAGS`` this CPU has (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in NOTABLE_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
 
 
 def machine_info() -> dict:
@@ -45,6 +63,7 @@ def machine_info() -> dict:
         pass
     return {
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_bytes": memory,
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
@@ -80,8 +99,18 @@ def memory_section(cfg: BenchConfig, export_path: str) -> dict:
     }
 
 
+def _stage2_variant(cfg: BenchConfig, variant: str) -> dict:
+    if variant not in ALLOCATOR_VARIANTS:
+        return run_worker("stage2_step", cfg, variant=variant)
+    try:
+        env = preload_env(variant)
+    except AllocatorError as error:
+        return {"variant": variant, "skipped": str(error)}
+    return run_worker("stage2_step", cfg, env=env, variant=variant)
+
+
 def stage2_section(cfg: BenchConfig) -> dict:
-    variants = {v: run_worker("stage2_step", cfg, variant=v) for v in cfg.stage2_variants}
+    variants = {v: _stage2_variant(cfg, v) for v in cfg.stage2_variants}
     first = variants[cfg.stage2_variants[0]]
     return {
         "title": f"Stage-2 MPVS-Net step ({cfg.features} -> {cfg.encoder_units}, N = {cfg.num_paths})",
@@ -89,10 +118,10 @@ def stage2_section(cfg: BenchConfig) -> dict:
         "encoder_units": cfg.encoder_units,
         "num_paths": cfg.num_paths,
         "variants": variants,
-        "samples_per_s": first["samples_per_s"],
-        "ratio": first["ratio"],
-        "target": first["target"],
-        "met": first["met"],
+        "samples_per_s": first.get("samples_per_s"),
+        "ratio": first.get("ratio"),
+        "target": first.get("target"),
+        "met": first.get("met"),
     }
 
 
@@ -160,8 +189,15 @@ def write_json(path: Path, payload: dict) -> None:
               help="Batch size of the stage-2 sections (the config's by default, 32 in cpu and full).")
 @click.option("--stage2-variant", "stage2_variants", type=click.Choice(STAGE2_VARIANTS), multiple=True,
               help="Stage-2 variants to time (repeatable); the config's by default.")
-def main(config_name, json_path, sections, workdir, stage2_batch, stage2_variants):
+@click.option("--allocator", type=click.Choice(ALLOCATORS), default="bfc", show_default=True,
+              help="What every section's process takes CPU tensors from: bfc (TensorFlow's pool, as "
+                   "damcnn-tf), malloc (TensorFlow's default), tcmalloc or jemalloc (preloaded).")
+def main(config_name, json_path, sections, workdir, stage2_batch, stage2_variants, allocator):
     """Benchmark DAM-CNN against the cost of its own backbone."""
+    try:
+        os.environ.update(preload_env(allocator))  # every worker process inherits it
+    except AllocatorError as error:
+        raise click.UsageError(str(error)) from None
     cfg = CONFIGS[config_name]
     if stage2_batch is not None:
         cfg = dataclasses.replace(cfg, stage2_batch=stage2_batch)
@@ -175,7 +211,7 @@ def main(config_name, json_path, sections, workdir, stage2_batch, stage2_variant
     payload = {
         "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
         "config": cfg.to_dict(),
-        "machine": {**machine_info(), "load_average_before": load_before},
+        "machine": {**machine_info(), "allocator": allocator, "load_average_before": load_before},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "total_seconds": time.perf_counter() - start,
         "sections": results,

@@ -206,7 +206,9 @@ def _update_fn(net, jit: bool):
 def stage2_step(cfg: BenchConfig, variant: str) -> dict:
     """One variant: ``float32``, ``xla`` (jit_compile), ``mixed_bfloat16`` / ``mixed_float16``, or
     ``keras_adam`` (float32 with Keras' own element-wise Adam instead of the fused one), or ``sgd``
-    (float32, fused momentum SGD: one optimizer slot per weight instead of Adam's two)."""
+    (float32, fused momentum SGD: one optimizer slot per weight instead of Adam's two), or
+    ``tcmalloc`` / ``jemalloc`` (float32; the caller starts this process with that allocator)."""
+    from benchmarks.allocators import active_allocator
     import keras
 
     from dam_cnn_tf import hparams
@@ -252,11 +254,17 @@ def stage2_step(cfg: BenchConfig, variant: str) -> dict:
     step_s = timings["step"]["median_s"]
     update_s = timings["update"]["median_s"]
     gflops = flops * cfg.stage2_batch / step_s / 1e9
+    step = timings["step"]
     return {
         "variant": variant,
+        "allocator": active_allocator(),
         "batch": cfg.stage2_batch,
         "samples_per_s": cfg.stage2_batch / step_s,
         "step_s": step_s,
+        # Per step, all threads: CPU time in user code and in the kernel, and fresh pages touched.
+        "step_user_s": step["user_s"],
+        "step_system_s": step["system_s"],
+        "step_minor_faults": step["minor_faults"],
         "update_s": update_s,  # both optimizers' updates, timed alone
         "forward_backward_s": max(step_s - update_s, 0.0),
         "build_s": build_s,

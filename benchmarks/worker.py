@@ -97,9 +97,12 @@ class WorkerError(RuntimeError):
     """A worker process failed; the message is its last line of error output."""
 
 
-def run_worker(task: str, cfg, timeout: float = 3600, **kwargs) -> dict:
-    """Run ``TASKS[task](cfg, **kwargs)`` in a fresh Python process and return its result."""
-    env = dict(os.environ)
+def run_worker(task: str, cfg, timeout: float = 3600, env: dict = None, **kwargs) -> dict:
+    """Run ``TASKS[task](cfg, **kwargs)`` in a fresh Python process and return its result.
+
+    ``env``: entries added to the worker's environment (e.g. an allocator's ``LD_PRELOAD``).
+    """
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     request = {"task": task, "config": cfg.to_dict(), "kwargs": kwargs}
