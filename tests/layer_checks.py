@@ -21,8 +21,11 @@ def _shape_tree(shape):
     return [tuple(shape)] if not shape or not isinstance(shape[0], (tuple, list)) else [tuple(s) for s in shape]
 
 
-def check_layer(make, input_shape, low: float = 0.0, high: float = 1.0, fit: bool = True):
-    """``make(**kwargs)`` builds the layer; ``input_shape`` excludes the batch."""
+def check_layer(make, input_shape, low: float = 0.0, high: float = 1.0, fit: bool = True, float32_layers=()):
+    """``make(**kwargs)`` builds the layer; ``input_shape`` excludes the batch. Under a mixed
+    policy its outputs are float16 and so is every sublayer's computation, except the sublayers
+    named in ``float32_layers`` (kept in float32 on purpose, such as a softmax; then the
+    outputs may be float32)."""
     x = np.random.default_rng(0).uniform(low, high, size=(3, *input_shape)).astype("float32")
 
     # build, then the eager call and compute_output_shape agree on the shapes.
@@ -48,7 +51,7 @@ def check_layer(make, input_shape, low: float = 0.0, high: float = 1.0, fit: boo
 
     if fit:
         _short_fit(make, x)
-    _mixed_precision(make, x)
+    _mixed_precision(make, x, float32_layers)
 
 
 def _short_fit(make, x):
@@ -64,11 +67,16 @@ def _short_fit(make, x):
         assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, layer.trainable_weights))
 
 
-def _mixed_precision(make, x):
-    # Keras' mixed policy: float32 variables, float16 computation and outputs.
+def _mixed_precision(make, x, float32_layers=()):
+    # Keras' mixed policy: float32 variables, float16 computation and outputs, in every sublayer
+    # too, whatever the global policy (float32 here).
     layer = make(dtype="mixed_float16")
     assert layer.dtype_policy.name == "mixed_float16"
+    policies = {sub.name: sub.dtype_policy.name for sub in layer._flatten_layers(include_self=False)}
+    expected = {name: "float32" if name in float32_layers else "mixed_float16" for name in policies}
+    assert policies == expected
     outputs = _flat(layer(x))
-    assert [keras.backend.standardize_dtype(o.dtype) for o in outputs] == ["float16"] * len(outputs)
+    allowed = {"float16", "float32"} if float32_layers else {"float16"}
+    assert {keras.backend.standardize_dtype(o.dtype) for o in outputs} <= allowed, [o.dtype for o in outputs]
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights), \
         [(w.path, w.dtype) for w in layer.weights]

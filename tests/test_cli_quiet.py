@@ -1,6 +1,7 @@
 """The command line starts quietly: no TensorFlow start-up lines, and ``--help`` without TensorFlow."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,55 @@ def test_log_level_default_respects_the_users_value():
     chosen = subprocess.run([sys.executable, "-c", code], env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
                             capture_output=True, text=True, timeout=60)
     assert (default.stdout.strip(), chosen.stdout.strip()) == ("2", "0")
+
+
+# absl's line prefix, as TensorFlow's C++ log writes it: severity, date, time, thread, file:line]
+LOG_LINE = re.compile(r"^[IWEF]\d{4} \d+:\d+:\d+\.\d+\s+\d+ \S+:\d+\] ", re.MULTILINE)
+
+
+def test_a_command_that_starts_tensorflow_is_quiet_unless_the_log_level_is_set(tmp_path):
+    args = ("crossval", "--data", str(tmp_path), "--protocol", "cross-dataset", "--out", str(tmp_path / "out"))
+    error = "Error: --protocol cross-dataset and --test-data go together"
+    quiet = _damcnn(*args)
+    assert "tensorflow imported: True" in quiet.stdout  # the error comes after TensorFlow started
+    assert [line for line in quiet.stderr.splitlines() if line.strip()] == [error], quiet.stderr
+    asked = _damcnn(*args, env_extra={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert LOG_LINE.search(asked.stderr) and error in asked.stderr, asked.stderr
+
+
+def test_the_command_line_keeps_retracing_warnings_from_the_user(monkeypatch):
+    import logging
+
+    import tensorflow as tf
+
+    import dam_cnn_tf
+    from cli_helpers import invoke
+    from dam_cnn_tf.tf_log import RETRACING_FILTER
+
+    def retrace(step):  # a fresh tf.function of the same function each time, as each fold makes
+        for i in range(6):
+            tf.function(step)(tf.constant(i))
+
+    def before(x):
+        return x + 1
+
+    def after(x):
+        return x + 2
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        logger.removeFilter(RETRACING_FILTER)
+        retrace(before)
+        assert any("retracing" in r.getMessage() for r in records)  # TensorFlow does warn
+        records.clear()
+        monkeypatch.setattr(dam_cnn_tf, "USER_TF_LOG_LEVEL", False)  # as for a user who set none
+        invoke("--version")
+        retrace(after)
+        assert not [r.getMessage() for r in records if "retracing" in r.getMessage()]
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(RETRACING_FILTER)

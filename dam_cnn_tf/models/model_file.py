@@ -64,9 +64,16 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     Raises ``ModelFileError`` for a missing or damaged file and for one that holds Python
     code (a ``Lambda`` layer's bytecode, a function from outside Keras and this package).
     """
-    import dam_cnn_tf.layers  # noqa: F401  (registers the package's serialisable layers)
-    import dam_cnn_tf.models  # noqa: F401
+    # The modules that register the package's serialisable classes (none is imported by
+    # ``dam_cnn_tf.models`` itself, which loads nothing).
+    import dam_cnn_tf.layers.decoders  # noqa: F401
+    import dam_cnn_tf.layers.feature_scaling  # noqa: F401
+    import dam_cnn_tf.layers.serd  # noqa: F401
     import dam_cnn_tf.models.face_resnet  # noqa: F401  (its layers, for models on that backbone)
+    import dam_cnn_tf.models.mpae  # noqa: F401
+    import dam_cnn_tf.models.mpvs_net  # noqa: F401
+    import dam_cnn_tf.models.vgg_face  # noqa: F401
+    import dam_cnn_tf.optimizers  # noqa: F401  (compile=True)
 
     path = Path(path)
     if not path.is_file():

@@ -72,14 +72,15 @@ class MultiPathAutoencoder(keras.Model):
         self.decoder_kind = decoder
         self.feature_shape = tuple(feature_shape) if feature_shape is not None else None
 
-        self.scaler = FeatureScaler(name="feature_scaler")
+        policy = self.dtype_policy  # the sublayers follow the model's policy, not only the global one
+        self.scaler = FeatureScaler(name="feature_scaler", dtype=policy)
         # W_E, B_E of Eq. 6.
-        self.encoder = keras.layers.Dense(self.encoder_units, activation="sigmoid", name="encoder")
-        self.code_dropout = keras.layers.Dropout(self.dropout_rate, name="code_dropout")
+        self.encoder = keras.layers.Dense(self.encoder_units, activation="sigmoid", name="encoder", dtype=policy)
+        self.code_dropout = keras.layers.Dropout(self.dropout_rate, name="code_dropout", dtype=policy)
         if decoder == "dense":
-            self.decoders = MultiPathDecoder(self.num_paths, self.input_dim, name="decoders")
+            self.decoders = MultiPathDecoder(self.num_paths, self.input_dim, name="decoders", dtype=policy)
         else:
-            self.decoders = ConvMultiPathDecoder(self.num_paths, self.feature_shape, name="decoders")
+            self.decoders = ConvMultiPathDecoder(self.num_paths, self.feature_shape, name="decoders", dtype=policy)
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.path_trackers = [keras.metrics.Mean(name=f"path_{j + 1}_loss") for j in range(self.num_paths)]
@@ -102,6 +103,9 @@ class MultiPathAutoencoder(keras.Model):
 
     def call(self, s, training=False):
         return self.encode(s, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.encoder_units)
 
     def reconstruct(self, s, training=False):
         """All N decodings of ``s``, ``(B, N, D)`` in the scaled [0, 1] space."""
