@@ -4,6 +4,7 @@ TensorFlow's convention: every worker runs the same command; only the chief writ
 Keras 3's callbacks do not tell workers apart (Keras 2 gave non-chief workers temporary
 folders), so a non-chief worker here trains in a private copy of the run directory: it reads
 what the chief wrote there (on ``--resume``) and writes only into its copy, removed at the end.
+``crossval`` does the same fold by fold (``training/crossval.py``).
 
 Stopping: the coordination service's heartbeats end every worker when a peer dies, and a
 SIGTERM or Ctrl-C ends the process at once (TensorFlow's own SIGTERM handler only records a
@@ -12,6 +13,7 @@ preemption, and a Python handler cannot run while the main thread waits in a col
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +31,8 @@ WORKER_DIR_ENV = "DAMCNN_WORKER_DIR"
 # What a worker needs to resume where the chief's backups stand; the feature caches and the
 # final model are recomputed.
 _NOT_COPIED = shutil.ignore_patterns("run.lock", "features", "model.keras", ".*.tmp-*")
+# How to resume, in the line a stopped worker writes.
+TRAIN_RESUME = "`damcnn-tf train --resume RUN_DIR`"
 
 
 def task() -> Optional[tuple]:
@@ -55,17 +59,31 @@ def is_chief() -> bool:
     return task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
 
 
-def worker_run_dir(run: RunDir, resume: bool) -> RunDir:
-    """A non-chief worker's private run directory: on ``resume`` a copy of the chief's state."""
+def private_folder() -> tuple:
+    """``(path, temporary)``: ``$DAMCNN_WORKER_DIR`` (emptied, kept) or a new temporary folder."""
     chosen = os.environ.get(WORKER_DIR_ENV)
-    path = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="damcnn-worker-"))
-    if chosen and path.exists():
+    if not chosen:
+        return Path(tempfile.mkdtemp(prefix="damcnn-worker-")), True
+    path = Path(chosen)
+    if path.exists():
         shutil.rmtree(path)  # a previous attempt's copy; the chief's run is what counts
-    if resume:
+    path.mkdir(parents=True)
+    return path, False
+
+
+def private_copy(run: RunDir, path: Path) -> RunDir:
+    """What resuming ``run`` needs, copied to ``path`` (empty if ``run`` does not exist yet)."""
+    if run.path.exists():
         shutil.copytree(run.path, path, ignore=_NOT_COPIED, dirs_exist_ok=True)
     path.mkdir(parents=True, exist_ok=True)
-    private = RunDir(path)
-    private.temporary = not chosen
+    return RunDir(path)
+
+
+def worker_run_dir(run: RunDir, resume: bool) -> RunDir:
+    """A non-chief worker's private run directory: on ``resume`` a copy of the chief's state."""
+    path, temporary = private_folder()
+    private = private_copy(run, path) if resume else RunDir(path)
+    private.temporary = temporary
     return private
 
 
@@ -74,7 +92,32 @@ def remove_worker_dir(run: RunDir) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
-def exit_on_signals(on_exit=lambda: None) -> None:
+@contextlib.contextmanager
+def worker_role(strategy: str, run: RunDir, resume: bool, resume_hint: str = TRAIN_RESUME):
+    """Who writes ``run``: yields None in the process that does (a single process, or the chief
+    of several workers), else a private run directory for this non-chief worker, removed at
+    the end. With several workers, all meet first; a signal then ends this one at once."""
+    if strategy != "multiworker":
+        yield None
+        return
+    private = None if is_chief() else worker_run_dir(run, resume)
+    cleanup = (lambda: None) if private is None else (lambda: remove_worker_dir(private))
+    try:
+        start_workers(cleanup, resume_hint)
+        yield private
+    finally:
+        cleanup()
+
+
+def start_workers(on_exit=lambda: None, resume_hint: str = TRAIN_RESUME) -> None:
+    """All workers meet before any data is read; a signal then ends this one at once."""
+    from dam_cnn_tf.training.distribute import make_strategy
+
+    make_strategy("multiworker")
+    exit_on_signals(on_exit, resume_hint)
+
+
+def exit_on_signals(on_exit=lambda: None, resume_hint: str = TRAIN_RESUME) -> None:
     """SIGTERM and SIGINT end the process within a moment, with one line on stderr.
 
     Python runs signal handlers only between bytecodes of the main thread, which may be
@@ -90,8 +133,7 @@ def exit_on_signals(on_exit=lambda: None) -> None:
     def watch():
         number = os.read(read_fd, 1)[0]
         name = signal.Signals(number).name
-        sys.stderr.write(f"Error: {name}: worker stopped; resume with `damcnn-tf train --resume RUN_DIR` "
-                         "on every worker\n")
+        sys.stderr.write(f"Error: {name}: worker stopped; resume with {resume_hint} on every worker\n")
         sys.stderr.flush()
         on_exit()
         os._exit(128 + number)
