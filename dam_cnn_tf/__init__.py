@@ -14,7 +14,9 @@ ResNet that anyone can get (``models.face_resnet``).
 
 import os as _os
 
-# TensorFlow's C++ start-up chatter is not for our users; TF_CPP_MIN_LOG_LEVEL set by them wins.
+# TensorFlow's C++ start-up chatter is not for our users; TF_CPP_MIN_LOG_LEVEL set by them wins
+# (and the command line then shows TensorFlow's log unfiltered, see dam_cnn_tf.tf_log).
+USER_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in _os.environ
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -7,12 +7,19 @@ import sys
 import click
 
 from dam_cnn_tf import __version__
+from dam_cnn_tf.runtime import keep_cpu_buffers
+
+keep_cpu_buffers()  # before any command starts TensorFlow
 
 
 class OneLineErrorGroup(click.Group):
     """A click group whose usage errors are one line (``Error: ...``), like its other errors."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
+        from dam_cnn_tf import USER_TF_LOG_LEVEL
+        from dam_cnn_tf.tf_log import quiet_tensorflow
+
+        quiet_tensorflow(USER_TF_LOG_LEVEL)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -29,7 +36,10 @@ class OneLineErrorGroup(click.Group):
 @click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="damcnn-tf")
 def main():
-    """DAM-CNN for facial expression recognition: train, evaluate, predict, export."""
+    """DAM-CNN for facial expression recognition: train, evaluate, predict, export.
+
+    TensorFlow's own start-up and retracing messages are not shown; set TF_CPP_MIN_LOG_LEVEL
+    (0 shows everything) to see TensorFlow's log."""
 
 
 def _register():

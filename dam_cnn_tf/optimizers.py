@@ -43,16 +43,59 @@ def _is_dense(gradient) -> bool:
 
 @keras.saving.register_keras_serializable(package="dam_cnn_tf")
 class FusedAdam(keras.optimizers.Adam):
-    """``keras.optimizers.Adam`` with the update computed by TensorFlow's ``ResourceApplyAdam``."""
+    """``keras.optimizers.Adam`` with the update computed by TensorFlow's ``ResourceApplyAdam``.
+
+    ``count_steps_per_variable=True``: the bias correction of each variable uses the number of
+    times *that variable* was updated, not the optimizer's iteration count. The two differ when a
+    step updates only some variables: in Algorithm 1's per-path loop the shared encoder is updated
+    N times per batch but decoder j once, so with one shared count decoder j's first step would
+    be scaled by √(1 − β₂ᵗ)/(1 − β₁ᵗ) at t = j + 1 instead of t = 1 (0.74x for j = 2). Each
+    variable then follows Adam exactly as if it had an optimizer of its own.
+    """
+
+    def __init__(self, *args, count_steps_per_variable: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count_steps_per_variable = bool(count_steps_per_variable)
+        if self.count_steps_per_variable and self.amsgrad:
+            raise ValueError("count_steps_per_variable is not available with amsgrad")
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        if self.count_steps_per_variable:
+            # Counted like ``iterations``: once per update, by the first replica only.
+            self._variable_steps = [
+                self.add_variable((), initializer="zeros", dtype="int", aggregation="only_first_replica",
+                                  name=f"{variable.name}_steps")
+                for variable in var_list
+            ]
+
+    def variable_steps(self, variable) -> int:
+        """How many updates ``variable`` has had (``count_steps_per_variable`` only)."""
+        return int(self._variable_steps[self._get_variable_index(variable)].numpy())
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        super().apply(grads, trainable_variables)
+        if self.count_steps_per_variable:
+            variables = self._trainable_variables if trainable_variables is None else trainable_variables
+            for gradient, variable in zip(grads, variables):
+                if gradient is not None:
+                    self._variable_steps[self._get_variable_index(variable)].assign_add(1)
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or not _fused_kernels_available() or not _is_dense(gradient):
-            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
+        if self.count_steps_per_variable and not _is_dense(gradient):
+            gradient = tf.convert_to_tensor(gradient)  # the fused kernel, which counts per variable
+        if self.amsgrad or not _fused_kernels_available() or not _is_dense(gradient):
+            return super().update_step(gradient, variable, learning_rate)
+
         dtype = variable.dtype
-        local_step = ops.cast(self.iterations + 1, dtype)
         index = self._get_variable_index(variable)
+        steps = self._variable_steps[index] if self.count_steps_per_variable else self.iterations
+        local_step = ops.cast(steps + 1, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable),
             m=_handle(self._momentums[index]),
@@ -66,6 +109,9 @@ class FusedAdam(keras.optimizers.Adam):
             grad=ops.cast(gradient, dtype),
             use_locking=False,
         )
+
+    def get_config(self):
+        return {**super().get_config(), "count_steps_per_variable": self.count_steps_per_variable}
 
 
 @keras.saving.register_keras_serializable(package="dam_cnn_tf")

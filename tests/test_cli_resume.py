@@ -63,9 +63,36 @@ def test_a_run_in_use_is_refused(tmp_path):
     assert "in use" in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_finished_run_removes_its_lock(tmp_path, monkeypatch):
+    from dam_cnn_tf.training import run_dir
+    from dam_cnn_tf.training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    with run.locked():
+        assert (run / "run.lock").read_text() == f"pid {os.getpid()}\n"
+    assert not (run / "run.lock").exists()
+    # A holder that removes the file between our open and our lock leaves us locking a file
+    # no one else can find: the lock must be taken on the file that is there now.
+    real_open = open
+
+    def open_then_lose_the_file(path, *args, **kwargs):
+        handle = real_open(path, *args, **kwargs)
+        monkeypatch.setattr(run_dir, "open", real_open, raising=False)
+        Path(path).unlink()
+        Path(path).write_text("pid 1\n")  # another process's lock file
+        return handle
+
+    monkeypatch.setattr(run_dir, "open", open_then_lose_the_file, raising=False)
+    with run.locked():
+        assert (run / "run.lock").read_text() == f"pid {os.getpid()}\n"
+        result = invoke("train", "--run-dir", run.path, *TINY_OPTIONS, expect_ok=False)
+        assert "in use" in result.output
+
+
 def test_a_tampered_backup_state_is_refused(tmp_path):
     run = tmp_path / "run"
     invoke("train", "--run-dir", run, "--stage", "1", *TINY_OPTIONS)
+    assert not (run / "run.lock").exists()  # removed at the end of a clean run
     state = run / "stage1" / "backup" / "state.json"
     (run / "state.json").write_text('{"completed": []}')  # make stage 1 run again, from its backup
     for payload in ('{"epoch": 1, "weights": "../../elsewhere.weights.h5"}', '{"epoch": "1"}', "[]"):

@@ -79,6 +79,14 @@ def test_crossval_subject_grouped(tmp_path):
     subjects = load_dataset(folder).subjects()
     for fold in folds:
         assert not set(subjects[fold["test"]]) & set(subjects[fold["train"] + fold["val"]])
+    # Each fold's predictions, face by face, agree with its confusion matrix.
+    from dam_cnn_tf.training.evaluation import read_predictions
+
+    for i, fold in enumerate(folds):
+        predictions = read_predictions(out / f"fold-{i:02d}" / "test_predictions.csv")
+        assert sorted(predictions) == sorted(fold["test"])
+        matrix = read_json(out / f"fold-{i:02d}" / "test_evaluation.json")["confusion_matrix"]
+        assert sum(true == predicted for true, predicted in predictions.values()) == np.trace(matrix)
     for name in ("results.md", "results_confusion.csv", "results_confusion.png"):
         assert (out / name).stat().st_size > 0
     # A second call finds every fold done and trains nothing; --baselines adds the probes on the same folds.

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd, salient_feature_model
-from dam_cnn_tf.commands.predict import predict
+from dam_cnn_tf.cli import main
 from dam_cnn_tf.data.faces import HaarFaceDetector, crop_face
 from dam_cnn_tf.data.images import ImageReadError, read_image
 from dam_cnn_tf.data.synthetic import make_synthetic_faces
@@ -230,7 +230,8 @@ def test_draw_predictions_paints_regions_only(files):
 
 
 def _invoke(*args):
-    return CliRunner().invoke(predict, [str(a) for a in args], catch_exceptions=True)
+    """``damcnn-tf predict ARGS`` through the top-level group, whose error handling users see."""
+    return CliRunner().invoke(main, ["predict", *(str(a) for a in args)], catch_exceptions=True)
 
 
 def _json_rows(result):
@@ -328,7 +329,7 @@ def _not_dam_cnn(path: Path) -> Path:
 
 @pytest.mark.parametrize("case", [
     "missing_input", "missing_model", "run_without_model", "text_model", "other_model", "no_classes",
-    "wrong_classes", "bad_image", "bad_video", "margin_without_detection", "no_face_without_detection",
+    "wrong_classes", "malformed_classes", "bad_image", "bad_video", "margin_without_detection", "no_face_without_detection",
     "output_is_folder", "heatmaps_is_file", "unknown_format", "zero_frames",
 ])
 def test_command_user_errors(files, tmp_path, case):
@@ -354,15 +355,16 @@ def test_command_user_errors(files, tmp_path, case):
         model = _not_dam_cnn(tmp_path / "other.keras")
         (tmp_path / "classes.json").write_text(json.dumps({"class_names": CLASSES}))
         args, needle = (model, image), "not a DAM-CNN"
-    elif case in ("no_classes", "wrong_classes"):
+    elif case in ("no_classes", "wrong_classes", "malformed_classes"):
         (tmp_path / "model.keras").write_bytes((run / "model.keras").read_bytes())
         if case == "wrong_classes":
             (tmp_path / "classes.json").write_text(json.dumps({"class_names": CLASSES[:2]}))
+        if case == "malformed_classes":
+            (tmp_path / "classes.json").write_text('{"class_names": ["neutral", ')
         args, needle = (tmp_path, image), "classes.json"
     result = _invoke(*args)
     _assert_one_error_line(result, needle)
-    if case not in ("unknown_format", "zero_frames"):  # click's own usage errors add a usage line
-        assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
 # -- real faces --------------------------------------------------------------------------------

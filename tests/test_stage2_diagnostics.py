@@ -87,3 +87,27 @@ def test_diagnose_run_reads_a_finished_run(tmp_path):
         assert part["grad_norm_reconstruction"] > 0 and part["grad_norm_lambda_cross_entropy"] > 0
     # Trained weights differ from a fresh start, so the two reports must too.
     assert report["start"]["reconstruction"] != pytest.approx(report["trained"]["reconstruction"])
+
+
+def test_prediction_agreement_counts_faces_fixed_broken_and_unchanged(tmp_path):
+    from dam_cnn_tf.training.evaluation import predictions_csv
+    from dam_cnn_tf.training.stage2_diagnostics import prediction_agreement
+
+    classes = ("a", "b", "c")
+    labels = np.array([0, 1, 2, 0, 1])
+
+    def write(run, fold, predicted):
+        probabilities = np.eye(3)[predicted] * 0.8 + 0.2 / 3
+        (tmp_path / run / fold).mkdir(parents=True)
+        (tmp_path / run / fold / "test_predictions.csv").write_text(
+            predictions_csv(np.arange(10, 15), labels, probabilities, classes))
+
+    # Baseline right on faces 10, 11, 13; the other fixes 12, breaks 11, and changes 14 (both wrong).
+    write("vgg", "fold-00", [0, 1, 0, 0, 0])
+    write("dam", "fold-00", [0, 2, 2, 0, 2])
+    write("vgg", "fold-01", [0, 1, 2, 0, 1])  # a second fold predicted alike by both
+    write("dam", "fold-01", [0, 1, 2, 0, 1])
+    counts = prediction_agreement(tmp_path / "vgg", tmp_path / "dam")
+    assert counts == {"folds": 2, "faces": 10, "same": 7, "fixed": 1, "broken": 1, "changed_both_wrong": 1}
+    with pytest.raises(ValueError, match="no fold with test_predictions.csv"):
+        prediction_agreement(tmp_path / "vgg", tmp_path / "missing")

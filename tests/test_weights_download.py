@@ -25,16 +25,19 @@ from dam_cnn_tf.weights import (
     read_converted,
 )
 from dam_cnn_tf.weights import download as download_module
-from dam_cnn_tf.weights.cli import weights as weights_cli
+from dam_cnn_tf.cli import main
+from cli_helpers import invoke
 from tfjs_files import write_manifest
 
 
 class Server:
     """Serves ``files`` (name -> bytes); ``drop_after`` cuts the first response to a file after
-    that many bytes (headers promise the whole file); ``Range`` is honoured."""
+    that many bytes (headers promise the whole file); ``errors`` are HTTP statuses answered to
+    the first requests; ``Range`` is honoured unless ``ignore_range``."""
 
-    def __init__(self, files, drop_after=None):
+    def __init__(self, files, drop_after=None, errors=(), ignore_range=False):
         self.files, self.drop_after, self.requests = files, drop_after, []
+        self.errors, self.ignore_range = list(errors), ignore_range
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -44,11 +47,14 @@ class Server:
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append((name, self.headers.get("Range")))
+                if server.errors:
+                    self.send_error(server.errors.pop(0))
+                    return
                 if name not in server.files:
                     self.send_error(404)
                     return
                 body, start = server.files[name], 0
-                ranged = self.headers.get("Range")
+                ranged = None if server.ignore_range else self.headers.get("Range")
                 if ranged:
                     start = int(ranged.split("=")[1].split("-")[0])
                     if start >= len(body):
@@ -195,14 +201,75 @@ def test_cli_download(tmp_path, keras_file):
     data, _ = keras_file
     runner = CliRunner()
     with Server({"rcmalli_vggface_tf_vgg16.h5": data}) as server:
-        ok = runner.invoke(weights_cli, ["download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path),
-                                         "--base-url", server.base, "--sha256", _sha(data)])
-        bad = runner.invoke(weights_cli, ["download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path / "b"),
-                                          "--base-url", server.base, "--sha256", "f" * 64])
+        ok = runner.invoke(main, ["weights", "download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path),
+                                  "--base-url", server.base, "--sha256", _sha(data)])
+        bad = runner.invoke(main, ["weights", "download", "keras_vggface_vgg16", "--cache-dir", str(tmp_path / "b"),
+                                   "--base-url", server.base, "--sha256", "f" * 64])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "keras_vggface_vgg16.weights.h5").is_file()
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert bad.output.strip().splitlines()[-1].startswith("Error: ") and "file deleted" in bad.output
+
+
+KERAS_FILE = "rcmalli_vggface_tf_vgg16.h5"
+
+
+def _cli_download(server, cache, data, *extra, source="keras_vggface_vgg16", expect_ok=True):
+    """``damcnn-tf weights download`` through the top-level group, as a user runs it."""
+    return invoke("weights", "download", source, "--cache-dir", cache, "--base-url", server.base,
+                  "--sha256", _sha(data), *extra, expect_ok=expect_ok)
+
+
+def test_cli_download_retries_after_a_server_error(tmp_path, keras_file):
+    data, _ = keras_file
+    with Server({KERAS_FILE: data}, errors=[503]) as server:
+        _cli_download(server, tmp_path, data)
+        requests = server.requests
+    assert requests == [(KERAS_FILE, None), (KERAS_FILE, None)]  # the 503, then the file
+    assert (tmp_path / KERAS_FILE).read_bytes() == data
+
+
+def test_cli_download_starts_over_when_the_server_ignores_range(tmp_path, keras_file):
+    data, _ = keras_file
+    cut = len(data) // 3
+    (tmp_path / f"{KERAS_FILE}.part").write_bytes(b"\0" * cut)  # a part the server will not continue
+    with Server({KERAS_FILE: data}, ignore_range=True) as server:
+        _cli_download(server, tmp_path, data)
+        requests = server.requests
+    assert requests == [(KERAS_FILE, f"bytes={cut}-")]  # answered 200 with the whole file
+    assert (tmp_path / KERAS_FILE).read_bytes() == data
+
+
+def test_cli_download_of_a_complete_part_takes_the_416_as_done(tmp_path, keras_file):
+    data, _ = keras_file
+    (tmp_path / f"{KERAS_FILE}.part").write_bytes(data)
+    with Server({KERAS_FILE: data}) as server:
+        _cli_download(server, tmp_path, data)
+        requests = server.requests
+    assert requests == [(KERAS_FILE, f"bytes={len(data)}-")]  # answered 416: nothing left to send
+    assert (tmp_path / KERAS_FILE).read_bytes() == data and (tmp_path / "keras_vggface_vgg16.weights.h5").is_file()
+
+
+def test_cli_download_checks_the_published_md5(tmp_path, monkeypatch):
+    model = tmp_path / "VGG_FACE.caffemodel"
+    wf.write_caffemodel(model, wf.oihw_params(np.random.default_rng(3), 32), size=32)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(model, arcname="vgg_face_caffe/VGG_FACE.caffemodel")
+    archive = buffer.getvalue()
+    files = {"vgg_face_caffe.tar.gz": archive}
+    with Server(files) as server:
+        # Its SHA-256 is the one given, but its MD5 is not the one Oxford's archive has.
+        bad = _cli_download(server, tmp_path / "a", archive, source="vgg_face_caffe", expect_ok=False)
+        published = download_module.RELEASES["vgg_face_caffe"]
+        monkeypatch.setitem(download_module.RELEASES, "vgg_face_caffe",
+                            dataclasses.replace(published, md5=hashlib.md5(archive).hexdigest()))
+        _cli_download(server, tmp_path / "b", archive, source="vgg_face_caffe")
+    lines = bad.output.strip().splitlines()
+    assert bad.exit_code != 0 and lines[-1].startswith("Error: ") and "Traceback" not in bad.output
+    assert "MD5" in lines[-1] and published.md5 in lines[-1] and "file deleted" in lines[-1]
+    assert not list((tmp_path / "a").glob("vgg_face_caffe.tar.gz*"))
+    assert (tmp_path / "b" / "vgg_face_caffe.weights.h5").is_file()
 
 
 FACE_API_MANIFEST = "face_recognition_model-weights_manifest.json"
@@ -270,13 +337,13 @@ def test_face_resnet_download_is_pinned_to_face_api_on_github():
 def test_cli_download_face_resnet(tmp_path, face_api_files):
     runner = CliRunner()
     with Server(face_api_files) as server:
-        ok = runner.invoke(weights_cli, ["download", "face-resnet", "--cache-dir", str(tmp_path / "weights"),
-                                         "--base-url", server.base])
+        ok = runner.invoke(main, ["weights", "download", "face-resnet", "--cache-dir", str(tmp_path / "weights"),
+                                  "--base-url", server.base])
     assert ok.exit_code == 0, ok.output
     manifest = tmp_path / "weights" / FACE_API_MANIFEST
     assert manifest.read_bytes() == face_api_files[FACE_API_MANIFEST]
     assert f"build_face_resnet(weights={str(manifest)!r})" in ok.output and "public domain" in ok.output
-    refused = runner.invoke(weights_cli, ["download", "face-resnet", "--sha256", "0" * 64])
+    refused = runner.invoke(main, ["weights", "download", "face-resnet", "--sha256", "0" * 64])
     assert refused.exit_code == 2 and "--sha256: not for face-resnet" in refused.output
 
 

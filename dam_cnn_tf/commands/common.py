@@ -74,6 +74,8 @@ _HELP = {
                       "(e.g. conv256_down_conv1_conv for face-resnet); unset: the whole backbone, as the paper",
     "num_paths": "N, the MPAE's decoding paths",
     "pair_attribute": "decoder j reconstructs a same-class sample whose attribute has value j (DAM-CNN-g)",
+    "resample_pairs": "draw fresh same-class targets every epoch of stage 2 (seeded) instead of the paper's "
+                      "one stored set of pairs",
     "per_path_updates": "Algorithm 1's per-path inner loop instead of one fused update per batch",
     "lam": "λ of Eq. 11",
     "alpha_s": "learning rate of stage 1 (VGG-SERD)",

@@ -17,6 +17,7 @@ from dam_cnn_tf.commands.common import (
 )
 
 PROTOCOLS = ("default", "kfold", "subject-kfold", "loso", "predefined", "cross-dataset")
+RESUME = "the same `damcnn-tf crossval` command"
 
 
 def make_folds(protocol: str, data, k, seed: int, val_fraction: float, dataset_name: str):
@@ -63,12 +64,10 @@ def make_folds(protocol: str, data, k, seed: int, val_fraction: float, dataset_n
 def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds, stage, out, baselines, config_file,
              quiet, **kwargs):
     """Cross-validate DAM-CNN: per-fold and mean ± std accuracy, summed confusion matrix."""
-    import numpy as np
-
-    from dam_cnn_tf.data.protocols import Fold
     from dam_cnn_tf.training.config import resolve_config
-    from dam_cnn_tf.training.crossval import run_crossval
-    from dam_cnn_tf.training.prepare import PreparedData
+    from dam_cnn_tf.training.crossval import completed_folds, run_crossval
+    from dam_cnn_tf.training.run_dir import RunDir
+    from dam_cnn_tf.training.workers import worker_role
 
     overrides = config_overrides(kwargs)
     spec = data_spec(kwargs, data)
@@ -78,28 +77,16 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
         raise click.UsageError("--protocol cross-dataset and --test-data go together")
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
-    prepared = load_prepared(spec, config, progress=not quiet)
-    if protocol == "cross-dataset":
-        test_spec = {**spec, "path": str(test_data), "layout": test_layout}
-        tested = load_prepared(test_spec, config, progress=not quiet)
-        common = tuple(c for c in prepared.class_names if c in set(tested.class_names))
-        if len(common) < 2:
-            raise click.ClickException(f"--test-data {test_data}: fewer than two classes in common with --data")
-        merged = _merge(prepared, tested, common)
-        train_idx = np.arange(len(merged.labels))[: _count(prepared, common)]
-        test_idx = np.arange(len(merged.labels))[len(train_idx):]
-        from dam_cnn_tf.data.protocols import carve_validation
-
-        subjects = merged.dataset.subjects() if merged.dataset.has_subjects() else None
-        folds = [carve_validation(Fold(f"{Path(data).name}->{Path(test_data).name}", train_idx, test_idx),
-                                  merged.labels, subjects, config.val_fraction, config.seed)]
-        name, prepared = "cross-dataset", merged
-    else:
-        name, folds = make_folds(protocol, prepared, k, config.seed, config.val_fraction,
-                                 dataset_name or Path(data).name)
-    if max_folds:
-        folds = folds[:max_folds]
-    summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=0 if quiet else 1)
+    done = completed_folds(out)  # read before the workers meet, so every worker skips the same folds
+    with worker_role(config.strategy, RunDir(out), resume=False, resume_hint=RESUME) as private:
+        name, prepared, folds = _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet)
+        if max_folds:
+            folds = folds[:max_folds]
+        summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=0 if quiet else 1,
+                               done=done, private_dir=None if private is None else private.path)
+        if private is not None:
+            click.echo(f"Worker done; the chief wrote the cross-validation to {out}")
+            return
     if baselines:
         from dam_cnn_tf.training.baselines import comparison_markdown, run_baselines
         from dam_cnn_tf.training.run_dir import atomic_write_text
@@ -112,6 +99,31 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"{name}: {100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f}% "
                f"over {summary['folds']} fold(s); results in {out}")
+
+
+def _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet):
+    """``(protocol name, prepared data, folds)`` of ``--data`` (and ``--test-data``)."""
+    import numpy as np
+
+    from dam_cnn_tf.data.protocols import Fold, carve_validation
+
+    data = Path(spec["path"])
+    prepared = load_prepared(spec, config, progress=not quiet)
+    if protocol != "cross-dataset":
+        name, folds = make_folds(protocol, prepared, k, config.seed, config.val_fraction, dataset_name or data.name)
+        return name, prepared, folds
+    test_spec = {**spec, "path": str(test_data), "layout": test_layout}
+    tested = load_prepared(test_spec, config, progress=not quiet)
+    common = tuple(c for c in prepared.class_names if c in set(tested.class_names))
+    if len(common) < 2:
+        raise click.ClickException(f"--test-data {test_data}: fewer than two classes in common with --data")
+    merged = _merge(prepared, tested, common)
+    train_idx = np.arange(len(merged.labels))[: _count(prepared, common)]
+    test_idx = np.arange(len(merged.labels))[len(train_idx):]
+    subjects = merged.dataset.subjects() if merged.dataset.has_subjects() else None
+    folds = [carve_validation(Fold(f"{data.name}->{Path(test_data).name}", train_idx, test_idx),
+                              merged.labels, subjects, config.val_fraction, config.seed)]
+    return "cross-dataset", merged, folds
 
 
 def _count(data, classes) -> int:

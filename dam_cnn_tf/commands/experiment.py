@@ -65,6 +65,9 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
     spec = data_spec(kwargs, data)
     config = resolve_config(config_file, **overrides)
     check_backbone_weights(config)
+    if config.strategy == "multiworker":
+        raise click.UsageError("--strategy multiworker: experiment runs in one process; on several workers, "
+                               "run crossval (one model per command)")
     if (data is None) == (synthetic_subjects is None):
         raise click.UsageError("give one of --data and --synthetic")
     if (name == "table11") != (test_data is not None):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dam_cnn_tf.training.workers import exit_on_signals, is_chief, remove_worker_dir, worker_run_dir
+from dam_cnn_tf.training.workers import is_chief, worker_role
 from dam_cnn_tf.commands.common import (
     config_options,
     config_overrides,
@@ -76,38 +76,18 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
             raise click.UsageError(f"--stage 2 needs a run directory whose stage 1 is complete; {run.path} has none")
         if chief and stage != "2" and run.config_path.exists():
             raise click.UsageError(f"--run-dir {run.path} already holds a run; use --resume {run.path} or another directory")
-    if config.strategy == "multiworker" and not is_chief():
-        _train_as_worker(run, config, spec, stage, resume is not None or stage == "2", quiet)
-        return
-    if config.strategy == "multiworker":
-        _start_workers()
-    with run.locked():
-        run.write_json("config.json", config.to_dict())
-        run.write_json("data.json", {**spec, "stage": stage})
-        result = run_training(run, config, spec, stage, verbose=0 if quiet else 1)
+    with worker_role(config.strategy, run, resume=resume is not None or stage == "2") as private:
+        if private is not None:  # a non-chief worker: the same training, written to its private copy
+            run_training(private, config, spec, stage, verbose=0 if quiet else 1)
+            click.echo(f"Worker done; the chief wrote the run to {run.path}")
+            return
+        with run.locked():
+            run.write_json("config.json", config.to_dict())
+            run.write_json("data.json", {**spec, "stage": stage})
+            result = run_training(run, config, spec, stage, verbose=0 if quiet else 1)
     click.echo(f"Run written to {run.path}")
     if result is not None:
         click.echo(f"Validation accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
-
-
-def _start_workers(on_exit=lambda: None) -> None:
-    """All workers meet before any data is read; a signal then ends this one at once."""
-    from dam_cnn_tf.training.distribute import make_strategy
-
-    make_strategy("multiworker")
-    exit_on_signals(on_exit)
-
-
-def _train_as_worker(run, config, spec: dict, stage: str, resume: bool, quiet: bool) -> None:
-    """A non-chief worker: the same training, written to a private copy of the run (removed
-    at the end) so that the chief alone writes ``run``."""
-    private = worker_run_dir(run, resume)
-    try:
-        _start_workers(lambda: remove_worker_dir(private))
-        run_training(private, config, spec, stage, verbose=0 if quiet else 1)
-    finally:
-        remove_worker_dir(private)
-    click.echo(f"Worker done; the chief wrote the run to {run.path}")
 
 
 def run_training(run, config, spec: dict, stage: str, verbose: int = 1):

@@ -161,6 +161,7 @@ def pair_dataset(
     drop_remainder: bool = False,
     with_labels: bool = True,
     in_graph_limit_bytes: int = IN_GRAPH_FEATURE_LIMIT_BYTES,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(s, {"label": y, "targets": t})`` for stage 2 (paper §3.3, Eq. 8-11).
 
@@ -171,8 +172,9 @@ def pair_dataset(
     ``features``: ``(n, D)`` array (in memory or ``np.memmap``) or a ``FeatureCache`` (its
     labels are used when ``labels`` is None). ``targets``: ``(n, N)`` indices (see
     ``pairs.sample_pair_targets``), or a function ``epoch -> (n, N)`` for fresh targets each
-    epoch; the function needs ``epochs`` and the dataset then runs all epochs in one pass (use
-    ``steps_per_epoch`` in ``fit``). ``scale`` (a number or a ``(D,)`` array) multiplies ``s``
+    epoch; the function needs ``epochs`` and the dataset then runs epochs ``first_epoch`` to
+    ``epochs - 1`` in one pass (use ``steps_per_epoch`` in ``fit``; a resumed fit passes the
+    epoch it resumes at). ``scale`` (a number or a ``(D,)`` array) multiplies ``s``
     and ``t``, e.g. into [0, 1] with a statistic of the training split (DESIGN §1).
 
     Indices are shuffled (seeded) and batched in tf.data; each batch is then gathered at once:
@@ -199,7 +201,9 @@ def pair_dataset(
     if per_epoch:
         if epochs is None or epochs < 1:
             raise PipelineError("per-epoch targets need epochs >= 1")
-        num_paths = _check_targets(targets(0), n).shape[1]
+        if not 0 <= first_epoch < epochs:
+            raise PipelineError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
+        num_paths = _check_targets(targets(first_epoch), n).shape[1]
 
         # Batches of two consecutive epochs may be in flight at once; keep both tables.
         @functools.lru_cache(maxsize=2)
@@ -230,7 +234,7 @@ def pair_dataset(
             idx = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
             return idx.map(lambda i: (epoch, i))
 
-        index_ds = tf.data.Dataset.range(epochs).flat_map(epoch_batches)
+        index_ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     else:
         index_ds = tf.data.Dataset.range(n)
         if shuffle:

@@ -6,9 +6,12 @@ MPAE encoder → FC (ReLU) → FC (softmax). The two parts learn by different ru
 * the MPAE (encoder and decoders) minimises ``Σ_j J_j + λ·L_ce`` (Eq. 11), at ``alpha_m``.
 
 So the head's update never sees λ or the reconstruction losses, while the encoder's sees
-both. One fused update per batch over all paths is the default; ``per_path_updates=True``
-runs Algorithm 1's inner loop instead (lines 6-10): for each path j, update the encoder and
-decoder j with ``J_j + λ·L_ce`` and then the head with ``L_ce``, N updates per batch.
+both. One fused update per batch over all paths is the default: both parts step at once, from
+one forward pass. ``per_path_updates=True`` runs Algorithm 1's inner loop instead (lines 6-10):
+for each path j, update the encoder and decoder j with ``J_j + λ·L_ce`` (lines 7-8), and then
+the head with ``L_ce`` computed through the encoder just updated (line 9), N updates per batch.
+Under Adam each variable's bias correction then counts its own updates (the encoder N per batch,
+decoder j one), as if each path had an optimizer of its own.
 """
 
 from __future__ import annotations
@@ -68,10 +71,11 @@ class MPVSNet(keras.Model):
             decoder=decoder,
             feature_shape=feature_shape,
             name="mpae",
+            dtype=self.dtype_policy,
         )
-        # W, B of Eq. 10: the two fully-connected layers.
-        self.fc1 = keras.layers.Dense(self.fc_units, activation="relu", name="mpvs_fc1")
-        self.fc_dropout = keras.layers.Dropout(self.dropout_rate, name="mpvs_fc1_dropout")
+        # W, B of Eq. 10: the two fully-connected layers (the softmax in float32 whatever the policy).
+        self.fc1 = keras.layers.Dense(self.fc_units, activation="relu", name="mpvs_fc1", dtype=self.dtype_policy)
+        self.fc_dropout = keras.layers.Dropout(self.dropout_rate, name="mpvs_fc1_dropout", dtype=self.dtype_policy)
         self.classifier = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32", name="mpvs_fc2")
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -109,15 +113,20 @@ class MPVSNet(keras.Model):
     def call(self, s, training=False):
         return self.classify(self.mpae.encode(s, training=training), training=training)
 
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
     # --- optimisers --------------------------------------------------------------------------
     def compile(self, optimizer=None, mpae_optimizer=None, **kwargs):
         """Compile with the head's optimizer (Eq. 10) and the MPAE's optimizer (Eq. 11)."""
         kwargs.pop("loss", None)  # the objective is fixed by Eq. 10-11
         head_optimizer = keras.optimizers.get(optimizer or FusedAdam(hparams.ALPHA_FC))
         mpae_optimizer = keras.optimizers.get(mpae_optimizer or FusedAdam(hparams.ALPHA_M))
-        if keras.config.dtype_policy().name == "mixed_float16":
+        if self.dtype_policy.name == "mixed_float16":
             head_optimizer = _with_loss_scaling(head_optimizer)
             mpae_optimizer = _with_loss_scaling(mpae_optimizer)
+        if self.per_path_updates:
+            mpae_optimizer = _counting_steps_per_variable(mpae_optimizer)
         super().compile(optimizer=head_optimizer, **kwargs)
         # Each optimizer holds slots for its own variables only: Adam's moments for the
         # ~100M-weight decoders must not be duplicated in the head's optimizer.
@@ -174,12 +183,23 @@ class MPVSNet(keras.Model):
             mpae_objective = ops.sum(per_path) + self.lam * cross_entropy  # Eq. 11
             head_scaled = self.optimizer.scale_loss(replica_share(cross_entropy))  # Eq. 10
             mpae_scaled = self.mpae_optimizer.scale_loss(replica_share(mpae_objective))
-        head_grads = tape.gradient(head_scaled, head_vars)
         mpae_grads = tape.gradient(mpae_scaled, mpae_vars)
+        head_grads = tape.gradient(head_scaled, head_vars) if path is None else None
         del tape
         self.mpae_optimizer.apply(mpae_grads, mpae_vars)
+        if path is not None:  # Algorithm 1, line 9 after lines 7-8: through the updated encoder
+            head_grads = self._head_gradients(s, labels, head_vars)
         self.optimizer.apply(head_grads, head_vars)
         return cross_entropy, per_path, probabilities
+
+    def _head_gradients(self, s, labels, head_vars):
+        """∇ of Eq. 10's cross-entropy with respect to the head, the encoder held as it is."""
+        h = ops.stop_gradient(self.mpae.encode(s, training=True))
+        with tf.GradientTape() as tape:
+            probabilities = self.classify(h, training=True)
+            cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+            scaled = self.optimizer.scale_loss(replica_share(cross_entropy))
+        return tape.gradient(scaled, head_vars)
 
     def train_step(self, data):
         s, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -232,6 +252,25 @@ class MPVSNet(keras.Model):
             "decoder": self.mpae.decoder_kind,
             "feature_shape": list(self.mpae.feature_shape) if self.mpae.feature_shape else None,
         }
+
+
+def _counting_steps_per_variable(optimizer):
+    """Adam whose bias correction counts each variable's own updates, for the per-path loop.
+
+    Keras' Adam and ``FusedAdam`` are converted (same settings); SGD has no bias correction and
+    stays as it is. Other adaptive optimizers keep one shared count, said in a warning.
+    """
+    if isinstance(optimizer, FusedAdam) and optimizer.count_steps_per_variable:
+        return optimizer
+    if type(optimizer) in (keras.optimizers.Adam, FusedAdam) and not optimizer.amsgrad and not optimizer.built:
+        return FusedAdam.from_config({**optimizer.get_config(), "count_steps_per_variable": True})
+    if not isinstance(optimizer, keras.optimizers.SGD):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "per_path_updates with %s: its step count advances N times per batch for every path, so "
+            "decoder j's bias correction is not its own (FusedAdam counts per variable)", type(optimizer).__name__)
+    return optimizer
 
 
 def _with_loss_scaling(optimizer):

@@ -105,6 +105,8 @@ class TrainConfig:
             need(getattr(self, name) > 0, name, "must be positive")
         need(not (self.init_encoder_from_fc6 and self.encoder_units != self.fc_units), "init_encoder_from_fc6",
              f"needs --encoder-units equal to --fc-units ({self.encoder_units} != {self.fc_units})")
+        need(not (self.resample_pairs and self.end_to_end), "resample_pairs",
+             "draws new pairs of cached features each epoch; --end-to-end trains on image pairs drawn once")
         need(not (self.backbone_weights and self.backbone not in WEIGHTS_FILES), "backbone_weights",
              f"pretrained weights need --backbone {' or '.join(WEIGHTS_FILES)}, not {self.backbone!r}")
 

@@ -3,28 +3,52 @@
 Each fold is a run directory of its own inside the output directory, so an interrupted
 cross-validation resumes at the fold, and within the fold at the epoch, where it stopped.
 Model selection uses each fold's validation part; the test part is only predicted once.
+
+With several workers (``--strategy multiworker``) every worker runs every fold that is not done,
+in the same order, so that their collectives match; the chief writes ``out_dir``, the others
+train each fold in a private copy of the chief's fold and write nothing there.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
 
 from dam_cnn_tf.data.protocols import Fold, save_folds
 from dam_cnn_tf.training.config import TrainConfig
-from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
+from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities, predictions_csv
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.reports import crossval_markdown, mean_std, write_evaluation
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
 from dam_cnn_tf.training.stages import train_dam_cnn
+from dam_cnn_tf.training.workers import private_copy
+
+
+def fold_dir(out_dir, index: int) -> Path:
+    return Path(out_dir) / f"fold-{index:02d}"
+
+
+def fold_result(run: RunDir) -> Optional[dict]:
+    """The test result of a fold whose run is complete, else None."""
+    done = run.read_json("test_evaluation.json")
+    return done if done is not None and "test" in run.completed() else None
+
+
+def completed_folds(out_dir) -> set:
+    """The indices of the folds complete in ``out_dir``. With several workers, each reads this
+    before they meet (the chief writes only after), so the folds skipped are the same on all."""
+    indices = {int(p.name[5:]) for p in Path(out_dir).glob("fold-*") if p.name[5:].isdigit()}
+    return {i for i in indices if fold_result(RunDir(fold_dir(out_dir, i))) is not None}
 
 
 def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, stage: str = "all", verbose: int = 1) -> dict:
     """Train on ``fold.train`` (selecting on ``fold.val``), test on ``fold.test``."""
-    done = run.read_json("test_evaluation.json")
-    if done is not None and "test" in run.completed():
+    done = fold_result(run)
+    if done is not None:
         return done
     with run.locked():
         train = data.face_set(fold.train, config.pair_attribute)
@@ -33,25 +57,55 @@ def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, s
         probabilities = predict_probabilities(model, data.faces[fold.test], config.input_size)
         result = classification_report(data.labels[fold.test], probabilities, data.class_names)
         result["fold"] = fold.name
+        atomic_write_text(run.path / "test_predictions.csv",
+                          predictions_csv(fold.test, data.labels[fold.test], probabilities, data.class_names))
         write_evaluation(result, run.path, stem="test_evaluation", title=f"{fold.name}: test")
         run.mark_completed("test", accuracy=result["accuracy"])
     keras.backend.clear_session()
     return result
 
 
+def format_duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"2 h 05 min"``."""
+    seconds = round(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, name: str, stage: str = "all",
-                 verbose: int = 1) -> dict:
-    """All folds, then per-fold and mean ± std accuracy and the summed confusion matrix."""
+                 verbose: int = 1, done: Optional[set] = None, private_dir=None) -> dict:
+    """All folds, then per-fold and mean ± std accuracy and the summed confusion matrix.
+
+    ``done``: the folds complete in ``out_dir`` (default: read now), reported, not retrained.
+    ``private_dir``: this process is a non-chief worker; it trains each other fold in a copy of
+    the chief's fold there and writes nothing to ``out_dir``.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config.to_dict())
-    save_folds(out / "folds.json", folds, dataset=data.dataset.name, class_names=list(data.class_names))
-    results = []
+    done = completed_folds(out) if done is None else done
+    chief = private_dir is None
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", config.to_dict())
+        save_folds(out / "folds.json", folds, dataset=data.dataset.name, class_names=list(data.class_names))
+    results, durations = [], []  # durations: of the folds trained in this call
     for i, fold in enumerate(folds):
+        run = RunDir(fold_dir(out, i))
+        if i in done:
+            results.append(fold_result(run))
+            if verbose:
+                print(f"Fold {i + 1}/{len(folds)} ({fold.name}): done before, {100 * results[-1]['accuracy']:.2f}%")
+            continue
         if verbose:
+            left = f"; about {format_duration(np.mean(durations) * (len(folds) - i))} left" if durations else ""
             print(f"Fold {i + 1}/{len(folds)} ({fold.name}): {len(fold.train)} train, {len(fold.val)} val, "
-                  f"{len(fold.test)} test")
-        results.append(run_fold(data, fold, config, RunDir(out / f"fold-{i:02d}"), stage, verbose))
+                  f"{len(fold.test)} test{left}")
+        if not chief:
+            run = private_copy(run, fold_dir(private_dir, i))
+        start = time.monotonic()
+        results.append(run_fold(data, fold, config, run, stage, verbose))
+        durations.append(time.monotonic() - start)
     accuracies = [r["accuracy"] for r in results]
     mean, std = mean_std(accuracies)
     summed = np.sum([r["confusion_matrix"] for r in results], axis=0)
@@ -69,6 +123,7 @@ def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, 
         "class_names": list(data.class_names),
     }
     rows = [{"fold": r["fold"], "accuracy": r["accuracy"], "num_samples": r["num_samples"]} for r in results]
-    write_evaluation(summary, out, stem="results", title=f"{name}: {100 * mean:.1f} +/- {100 * std:.1f}%")
-    atomic_write_text(out / "results.md", crossval_markdown(name, rows, summary))
+    if chief:
+        write_evaluation(summary, out, stem="results", title=f"{name}: {100 * mean:.1f} +/- {100 * std:.1f}%")
+        atomic_write_text(out / "results.md", crossval_markdown(name, rows, summary))
     return summary

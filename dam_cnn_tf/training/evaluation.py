@@ -31,6 +31,29 @@ def classification_report(labels, probabilities, class_names) -> dict:
     }
 
 
+def predictions_csv(indices, labels, probabilities, class_names) -> str:
+    """One row per sample: its index in the data set, true and predicted class, probabilities."""
+    import csv
+    import io
+
+    probabilities = np.asarray(probabilities)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["index", "true", "predicted", *(f"p_{name}" for name in class_names)])
+    for index, label, row in zip(indices, labels, probabilities):
+        writer.writerow([int(index), class_names[int(label)], class_names[int(row.argmax())],
+                         *(f"{p:.6g}" for p in row)])
+    return out.getvalue()
+
+
+def read_predictions(path) -> dict:
+    """``{index: (true, predicted)}`` from a ``predictions_csv`` file."""
+    import csv
+
+    with open(path, newline="") as f:
+        return {int(row["index"]): (row["true"], row["predicted"]) for row in csv.DictReader(f)}
+
+
 def row_percentages(matrix) -> np.ndarray:
     """A count matrix as row percentages, as the paper prints Tables 5 and 7."""
     matrix = np.asarray(matrix, dtype=np.float64)

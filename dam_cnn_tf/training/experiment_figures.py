@@ -18,6 +18,7 @@ from dam_cnn_tf.models.model_file import load_model_file
 from dam_cnn_tf.models.vgg_serd import FLATTEN, salient_feature_model
 from dam_cnn_tf.training.attention_check import attention_check
 from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.training.crossval import fold_dir
 from dam_cnn_tf.training.run_dir import RunDir
 from dam_cnn_tf.training.stages import build_stage1_model
 from dam_cnn_tf.viz.attention import attention_grid
@@ -117,7 +118,7 @@ def _code_layer(model: keras.Model):
 
 def _first_completed(out: Path, key: str, folds: list):
     for i, fold in enumerate(folds):
-        run = RunDir(out / key / f"fold-{i:02d}")
+        run = RunDir(fold_dir(out / key, i))
         if "test" in run.completed():
             return run, fold
     return None, None
@@ -170,8 +171,8 @@ def write_experiment_figures(name: str, data, folds: list, config: TrainConfig, 
         if has_expression_regions(data):
             results = {}
             for k in keys:
-                done = [(RunDir(out / k / f"fold-{i:02d}"), f) for i, f in enumerate(folds)
-                        if "test" in RunDir(out / k / f"fold-{i:02d}").completed()]
+                runs = [(RunDir(fold_dir(out / k, i)), f) for i, f in enumerate(folds)]
+                done = [(run, f) for run, f in runs if "test" in run.completed()]
                 if done:
                     results[variants[k].label] = attention_check_of_runs(done, variants[k].config(config), data)
             if results:

@@ -23,7 +23,7 @@ import numpy as np
 
 from dam_cnn_tf.data.protocols import save_folds
 from dam_cnn_tf.training.config import TrainConfig
-from dam_cnn_tf.training.crossval import run_crossval, run_fold
+from dam_cnn_tf.training.crossval import fold_dir, run_crossval, run_fold
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
 from dam_cnn_tf.training.shared_stage1 import share_features, share_stage1, wait_until_free
@@ -168,18 +168,18 @@ def run_experiment(name: str, data: PreparedData, folds: list, config: TrainConf
         _check_or_record(out / v.key, configs[v.key], folds, data)
     for i, fold in enumerate(folds):
         for v in variants:
-            run = RunDir(out / v.key / f"fold-{i:02d}")
+            run = RunDir(fold_dir(out / v.key, i))
             if "test" in run.completed():
                 continue
             wait_until_free(run, log=log)
-            if v.stage1_from:
-                source = RunDir(out / v.stage1_from / f"fold-{i:02d}")
+            source = RunDir(fold_dir(out / v.stage1_from, i)) if v.stage1_from else None
+            if source is not None:
                 share_stage1(source, run, configs[v.stage1_from], configs[v.key])
             if verbose:
                 log(f"{name}, fold {i + 1}/{len(folds)} ({fold.name}): {v.label}")
             run_fold(data, fold, configs[v.key], run, v.stage, verbose)
-            if v.stage1_from:  # the next variant of this fold copies the features too
-                share_features(run, RunDir(out / v.stage1_from / f"fold-{i:02d}"))
+            if source is not None:  # the next variant of this fold copies the features too
+                share_features(run, source)
     summaries = {v.key: run_crossval(data, folds, configs[v.key], out / v.key, v.label, v.stage, verbose=0)
                   for v in variants}
     probes = {}

@@ -8,7 +8,7 @@
       features/           salient-feature caches of stage 2
       stage2/             MPVS-Net: backup (resume), best checkpoint, metrics.csv
       model.keras         the DAM-CNN inference model
-      run.lock            held while a process trains here
+      run.lock            held while a process trains here, removed when it is done
 
 Every file is written to a temporary name and renamed, so a killed run never leaves a
 half-written file in place of a good one.
@@ -68,6 +68,13 @@ def atomic_save_weights(model, path) -> None:
     _write_then_rename(path, model.save_weights)
 
 
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
@@ -93,14 +100,20 @@ class RunDir:
     def acquire(self) -> "RunDir":
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / "run.lock"
-        handle = open(lock_path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
+        while True:
+            handle = open(lock_path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                handle.close()
+                raise RunDirError(f"{self.path}: in use by {owner} (lock {lock_path})") from None
+            # The holder before us may have removed the file between our open and our lock:
+            # then the lock is on a file no one else can find, so take the one now there.
+            if _same_file(handle, lock_path):
+                break
             handle.close()
-            raise RunDirError(f"{self.path}: in use by {owner} (lock {lock_path})") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
@@ -109,7 +122,9 @@ class RunDir:
         return self
 
     def release(self) -> None:
+        """Remove ``run.lock`` (while still holding it), then unlock."""
         if self._lock_file is not None:
+            (self.path / "run.lock").unlink(missing_ok=True)
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

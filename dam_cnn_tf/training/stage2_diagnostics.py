@@ -8,7 +8,9 @@ passes no gradient; ``scaled_feature_share`` how many scaled inputs are exactly 
 or at the top of the range.
 
 ``diagnose_run`` applies them to a finished run directory, at the trained weights and at the
-start (fresh weights, the same scaling), on the run's training features.
+start (fresh weights, the same scaling), on the run's training features. ``prediction_agreement``
+compares two cross-validations face by face (``test_predictions.csv`` of each fold): how many
+test faces DAM-CNN decides differently from its own VGG-SERD, and which of the two is right.
 """
 
 from __future__ import annotations
@@ -133,6 +135,39 @@ def diagnose_run(run_path, max_samples: int = 256, seed: int = 0) -> dict:
     return {"start": diagnose(fresh, *batch), "trained": diagnose(trained, *batch)}
 
 
+def prediction_agreement(baseline_dir, other_dir) -> dict:
+    """Face-by-face comparison of two cross-validations over their common folds.
+
+    ``same``: test faces both predict alike; ``fixed``: the baseline wrong and the other right;
+    ``broken``: the reverse; ``changed_both_wrong``: both wrong, with different classes.
+    """
+    from dam_cnn_tf.training.evaluation import read_predictions
+
+    counts = {"folds": 0, "faces": 0, "same": 0, "fixed": 0, "broken": 0, "changed_both_wrong": 0}
+    for fold in sorted(Path(baseline_dir).glob("fold-*")):
+        paths = fold / "test_predictions.csv", Path(other_dir) / fold.name / "test_predictions.csv"
+        if not all(path.exists() for path in paths):
+            continue
+        base, other = (read_predictions(path) for path in paths)
+        if set(base) != set(other):
+            raise ValueError(f"{fold.name}: the two runs tested different faces")
+        counts["folds"] += 1
+        for index, (true, predicted) in base.items():
+            other_predicted = other[index][1]
+            counts["faces"] += 1
+            if other_predicted == predicted:
+                counts["same"] += 1
+            elif other_predicted == true:
+                counts["fixed"] += 1
+            elif predicted == true:
+                counts["broken"] += 1
+            else:
+                counts["changed_both_wrong"] += 1
+    if not counts["folds"]:
+        raise ValueError(f"{baseline_dir} and {other_dir}: no fold with test_predictions.csv in both")
+    return counts
+
+
 COLUMNS = ("reconstruction", "lambda_cross_entropy", "grad_ratio", "grad_cosine", "code_saturated_share",
            "code_units_constant_share", "scaled_zero_share")
 
@@ -147,7 +182,15 @@ def markdown_table(reports: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m dam_cnn_tf.training.stage2_diagnostics RUN_DIR...
+if __name__ == "__main__":
+    # python -m dam_cnn_tf.training.stage2_diagnostics RUN_DIR...
+    # python -m dam_cnn_tf.training.stage2_diagnostics --agreement OUT/vgg-serd OUT/dam-cnn-n3 [OUT/dam-cnn-n5 ...]
+    import json
     import sys
 
-    print(markdown_table({path: diagnose_run(path) for path in sys.argv[1:]}), end="")
+    if sys.argv[1:2] == ["--agreement"]:
+        baseline, *others = sys.argv[2:]
+        for other in others:
+            print(json.dumps({"baseline": baseline, "other": other, **prediction_agreement(baseline, other)}))
+    else:
+        print(markdown_table({path: diagnose_run(path) for path in sys.argv[1:]}), end="")

@@ -26,6 +26,7 @@ import tensorflow as tf
 from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
 from dam_cnn_tf.data.pairs import sample_pair_targets
 from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
+from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.dam_cnn import build_dam_cnn
 from dam_cnn_tf.models.mpvs_net import MPVSNet
 from dam_cnn_tf.models.backbones import build_backbone, load_weights
@@ -40,7 +41,7 @@ from dam_cnn_tf.training.callbacks import (
 )
 from dam_cnn_tf.training.config import STAGE2_MONITORS, ConfigError, TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, prebuild_for_workers, set_precision, worker_callbacks
-from dam_cnn_tf.training.run_dir import RunDir, atomic_save_model, atomic_save_weights, atomic_write_json
+from dam_cnn_tf.training.run_dir import RunDir, RunDirError, atomic_save_model, atomic_save_weights, atomic_write_json
 
 
 @dataclasses.dataclass
@@ -187,15 +188,36 @@ def _weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int, num_paths: int):
+def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int, num_paths: int, epoch: int = 0):
     """N same-class targets per sample; decoder j's of attribute value j with ``--pair-attribute``.
 
     A part lacking one of the training part's attribute values (a small validation part)
     gets random same-class targets, so its N still matches the model's.
     """
     if config.pair_attribute and len(set(faces.attributes.tolist())) == num_paths:
-        return sample_pair_targets(faces.labels, None, seed=seed, attributes=faces.attributes)
-    return sample_pair_targets(faces.labels, num_paths, seed=seed)
+        return sample_pair_targets(faces.labels, None, seed=seed, attributes=faces.attributes, epoch=epoch)
+    return sample_pair_targets(faces.labels, num_paths, seed=seed, epoch=epoch)
+
+
+def _training_pairs(config: TrainConfig, cache: FeatureCache, faces: FaceSet, num_paths: int, stage_dir: Path):
+    """Stage 2's training batches and ``fit``'s extra arguments.
+
+    The paper stores one set of pairs before stage 2 (§3.3.2), the default. ``--resample-pairs``
+    draws fresh same-class targets each epoch instead, seeded by (seed, epoch); a resumed run
+    starts at the epoch it stopped at, so it sees the targets an uninterrupted run would.
+    """
+    batch = config.stage2_batch_size
+    if not config.resample_pairs or config.stage2_epochs == 0:
+        targets = _pair_targets(config, faces, config.seed, num_paths)
+        return pair_dataset(cache, faces.labels, targets, batch, shuffle=True, seed=config.seed), {}
+    # (A kill after the last epoch's backup but before the stage was marked done resumes there.)
+    first_epoch = min(completed_epochs(stage_dir / "backup"), config.stage2_epochs - 1)
+    dataset = pair_dataset(cache, faces.labels, lambda epoch: _pair_targets(config, faces, config.seed, num_paths,
+                                                                             epoch=epoch),
+                           batch, shuffle=True, seed=config.seed, epochs=config.stage2_epochs,
+                           first_epoch=first_epoch)
+    # One pass over all epochs, so fit must be told where each epoch ends.
+    return dataset, {"steps_per_epoch": -(-len(faces) // batch)}
 
 
 def num_paths_for(config: TrainConfig, faces: FaceSet) -> int:
@@ -239,16 +261,16 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
     if config.init_encoder_from_fc6:
         net.mpae.init_encoder_from_dense(*vgg_serd.get_layer("fc6").get_weights())
-    train_targets = _pair_targets(config, train, config.seed, num_paths)
+    # The validation pairs stay fixed, so their loss is comparable from epoch to epoch.
     val_targets = _pair_targets(config, val, config.seed + 1, num_paths)
     if config.end_to_end:
+        train_targets = _pair_targets(config, train, config.seed, num_paths)
         return _train_end_to_end(config, vgg_serd, net, train, val, (train_targets, val_targets), run, stage_dir,
                                  num_paths, verbose)
-    train_ds = pair_dataset(train_cache, train.labels, train_targets, config.stage2_batch_size, shuffle=True,
-                            seed=config.seed)
+    train_ds, fit_kwargs = _training_pairs(config, train_cache, train, num_paths, stage_dir)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
     _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose,
-                     monitor=config.stage2_monitor)
+                     monitor=config.stage2_monitor, **fit_kwargs)
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
     return net
@@ -295,5 +317,12 @@ def load_class_names(run_or_model_path) -> list:
     candidates = [path / "classes.json", path.parent / "classes.json"]
     for candidate in candidates:
         if candidate.exists():
-            return json.loads(candidate.read_text())["class_names"]
+            try:
+                names = json.loads(candidate.read_text(encoding="utf-8"))["class_names"]
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+                raise RunDirError(f"{candidate}: not a class list of the form {{\"class_names\": [...]}} "
+                                  f"({one_line(error)})") from None
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise RunDirError(f"{candidate}: class names must be a list of non-empty strings")
+            return names
     raise FileNotFoundError(f"{path}: no classes.json beside the model")
