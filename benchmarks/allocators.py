@@ -7,6 +7,10 @@
   the kernel when freed, so the stage-2 step, whose gradients are 0.4 GB per decoder at the
   paper's size, faults its temporaries in anew every step (docs/performance.md);
 * ``tcmalloc``, ``jemalloc``: other ``malloc``s that keep freed memory, loaded with ``LD_PRELOAD``.
+
+Where TensorFlow runs its oneDNN kernels (by default on x86 CPUs with AVX-512 VNNI or BF16,
+AVX-VNNI or AMX; ``TF_ENABLE_ONEDNN_OPTS`` overrides), its CPU tensors come from oneDNN's own
+pooling allocator whatever this module asks for, so ``malloc`` there is a pool too.
 """
 
 from __future__ import annotations
@@ -55,9 +59,22 @@ def preload_env(name: str) -> dict:
     return {"LD_PRELOAD": f"{path}:{preload}" if preload else path, BFC_VARIABLE: "false"}
 
 
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs oneDNN kernels (and so oneDNN's CPU allocator)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def active_allocator() -> str:
     """What this process's CPU tensors come from: TensorFlow's BFC pool, tcmalloc or jemalloc
-    if mapped, else the C library's ``malloc`` (with any glibc tuning named)."""
+    if mapped, else the C library's ``malloc`` (with any glibc tuning named); followed by
+    "under TensorFlow's oneDNN allocator" where TensorFlow's oneDNN allocator takes them first."""
+    under = ", under TensorFlow's oneDNN allocator (a pool)" if onednn_enabled() else ""
+    return _base_allocator() + under
+
+
+def _base_allocator() -> str:
     if os.environ.get(BFC_VARIABLE, "").lower() in ("1", "true"):
         return "bfc (TensorFlow's pool)"
     try:

@@ -101,7 +101,7 @@ def format_table(payload: dict) -> str:
     machine = payload.get("machine", {})
     flags = " ".join(machine.get("cpu_flags") or []) or "?"
     out = [f"config {payload['config']['name']} on {machine.get('cpu', '?')} x{machine.get('cpu_count', '?')} "
-           f"({flags}), malloc {machine.get('allocator', '?')}, TF {machine.get('tensorflow', '?')}, "
+           f"({flags}), allocator {machine.get('allocator', '?')}{' under oneDNN' if machine.get('onednn') else ''}, TF {machine.get('tensorflow', '?')}, "
            f"{payload['total_seconds']:.0f} s",
            line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]

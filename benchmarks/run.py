@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 
-from benchmarks.allocators import ALLOCATORS, AllocatorError, active_allocator, preload_env  # noqa: E402
+from benchmarks.allocators import ALLOCATORS, AllocatorError, active_allocator, onednn_enabled, preload_env  # noqa: E402
 from benchmarks.configs import ALLOCATOR_VARIANTS, CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E402
 from benchmarks.report import format_table  # noqa: E402
 from benchmarks.worker import WorkerError, run_worker  # noqa: E402
@@ -64,6 +64,8 @@ def machine_info() -> dict:
     return {
         "cpu": cpu,
         "cpu_flags": cpu_flags(),
+        # With oneDNN on, TensorFlow's CPU tensors come from oneDNN's allocator (a pool).
+        "onednn": onednn_enabled(),
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_bytes": memory,
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],

@@ -6,6 +6,8 @@ threshold (at most 32 MiB) with a fresh ``mmap`` that goes back to the kernel wh
 2's gradients are 0.4 GB per decoder at the paper's size, so every step faulted about 3.4 GB
 of new pages in (835,000 faults; on a 2-core AMD EPYC about as much time in the kernel as in
 the products, docs/performance.md). The pool keeps freed buffers and hands them out again.
+Where TensorFlow runs oneDNN (by default on CPUs with AVX-512 VNNI/BF16 or AMX), oneDNN's
+allocator pools already, and the setting changes nothing.
 """
 
 from __future__ import annotations

@@ -70,3 +70,19 @@ def test_cpu_flags_come_from_the_known_list():
     assert set(flags) <= {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"}
     if Path("/proc/cpuinfo").exists() and "avx2" in Path("/proc/cpuinfo").read_text():
         assert "avx2" in flags
+
+
+def test_the_allocator_report_says_when_onednn_takes_the_tensors_first():
+    import os
+    import subprocess
+
+    script = ("import sys; sys.path.insert(0, %r); from benchmarks import allocators; "
+              "print('REPORT', allocators.onednn_enabled(), allocators.active_allocator())" % str(REPO))
+    reports = {}
+    for setting in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        reports[setting] = next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))
+    assert reports["0"] == "REPORT False bfc (TensorFlow's pool)"
+    assert reports["1"].startswith("REPORT True bfc (TensorFlow's pool), under TensorFlow's oneDNN allocator")
