@@ -100,8 +100,9 @@ def format_table(payload: dict) -> str:
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     machine = payload.get("machine", {})
     flags = " ".join(machine.get("cpu_flags") or []) or "?"
+    onednn = " under oneDNN" if machine.get("onednn") else ""
     out = [f"config {payload['config']['name']} on {machine.get('cpu', '?')} x{machine.get('cpu_count', '?')} "
-           f"({flags}), allocator {machine.get('allocator', '?')}{' under oneDNN' if machine.get('onednn') else ''}, TF {machine.get('tensorflow', '?')}, "
+           f"({flags}), allocator {machine.get('allocator', '?')}{onednn}, TF {machine.get('tensorflow', '?')}, "
            f"{payload['total_seconds']:.0f} s",
            line(header), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 
-from benchmarks.allocators import ALLOCATORS, AllocatorError, active_allocator, onednn_enabled, preload_env  # noqa: E402
+from benchmarks.allocators import ALLOCATORS, AllocatorError, onednn_enabled, preload_env  # noqa: E402
 from benchmarks.configs import ALLOCATOR_VARIANTS, CONFIGS, STAGE2_VARIANTS, BenchConfig  # noqa: E402
 from benchmarks.report import format_table  # noqa: E402
 from benchmarks.worker import WorkerError, run_worker  # noqa: E402

@@ -207,7 +207,8 @@ def stage2_step(cfg: BenchConfig, variant: str) -> dict:
     """One variant: ``float32``, ``xla`` (jit_compile), ``mixed_bfloat16`` / ``mixed_float16``, or
     ``keras_adam`` (float32 with Keras' own element-wise Adam instead of the fused one), or ``sgd``
     (float32, fused momentum SGD: one optimizer slot per weight instead of Adam's two), or
-    ``tcmalloc`` / ``jemalloc`` (float32; the caller starts this process with that allocator)."""
+    ``malloc`` / ``bfc`` / ``tcmalloc`` / ``jemalloc`` (float32; the caller starts this process
+    with that allocator)."""
     from benchmarks.allocators import active_allocator
     import keras
 

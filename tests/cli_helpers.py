@@ -1,6 +1,8 @@
 """Tiny configurations and data for the command-line tests."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -31,3 +33,11 @@ def synthetic_folder(root: Path, subjects: int = 6, per_class: int = 2, size: in
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+def fresh_python_line(script: str, marker: str, env: dict) -> str:
+    """Run ``script`` in a new interpreter with environment ``env`` (for settings that count only
+    before TensorFlow starts); the rest of the first line of its output that starts with ``marker``."""
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return next(line for line in proc.stdout.splitlines() if line.startswith(marker))[len(marker):]

@@ -2,6 +2,7 @@
 
 import ctypes
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ if str(REPO) not in sys.path:  # benchmarks/ lives beside the package, not insid
 from benchmarks import allocators  # noqa: E402
 from benchmarks.run import cpu_flags, main  # noqa: E402
 from benchmarks.timing import time_interleaved  # noqa: E402
+from cli_helpers import fresh_python_line  # noqa: E402
 
 MB64 = 64 << 20
 
@@ -73,16 +75,11 @@ def test_cpu_flags_come_from_the_known_list():
 
 
 def test_the_allocator_report_says_when_onednn_takes_the_tensors_first():
-    import os
-    import subprocess
-
     script = ("import sys; sys.path.insert(0, %r); from benchmarks import allocators; "
               "print('REPORT', allocators.onednn_enabled(), allocators.active_allocator())" % str(REPO))
     reports = {}
     for setting in ("0", "1"):
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        reports[setting] = next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))
-    assert reports["0"] == "REPORT False bfc (TensorFlow's pool)"
-    assert reports["1"].startswith("REPORT True bfc (TensorFlow's pool), under TensorFlow's oneDNN allocator")
+        reports[setting] = fresh_python_line(script, "REPORT ", env)
+    assert reports["0"] == "False bfc (TensorFlow's pool)"
+    assert reports["1"].startswith("True bfc (TensorFlow's pool), under TensorFlow's oneDNN allocator")

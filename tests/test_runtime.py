@@ -2,9 +2,9 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_helpers import fresh_python_line
 
 REPO = Path(__file__).resolve().parents[1]
 MIB64 = 64 << 20
@@ -25,10 +25,7 @@ print("FAULTS", json.dumps(time_interleaved({{"call": double_and_sum}}, 3)["call
 def faults_per_call(**env_changes) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS")}
     env.update(env_changes, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("FAULTS "))
-    return json.loads(line.split(" ", 1)[1])
+    return json.loads(fresh_python_line(SCRIPT, "FAULTS ", env))
 
 
 def test_the_command_line_reuses_large_cpu_buffers_unless_the_user_chose_otherwise():
