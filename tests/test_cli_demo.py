@@ -24,6 +24,10 @@ def test_demo_trains_tests_and_draws(tmp_path):
     assert picture is not None and picture.shape[0] > 64
     for name in ("model.keras", "classes.json", "test_evaluation_confusion.png"):
         assert (out / name).exists()
+    # The pixel baseline, on the same unseen people, beside the model's accuracy.
+    pixels = read_json(out / "baseline_pixels.json")
+    assert pixels["num_samples"] == evaluation["num_samples"] and pixels["C"] in (1e-3, 1e-2, 1e-1, 1.0)
+    assert f"raw pixels (48x48 grey): {100 * pixels['accuracy']:.1f}%)" in result.output
 
 
 @pytest.mark.slow
