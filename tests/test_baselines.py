@@ -79,3 +79,17 @@ def test_experiment_baselines_through_the_command_line(tmp_path):
     stamp = (out / "baseline-pixels" / "results.json").stat().st_mtime_ns
     invoke("experiment", "baselines", "--synthetic", "6", "--synthetic-images", "1", *TOY, "--out", out)
     assert (out / "baseline-pixels" / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_a_model_below_the_frozen_probe_is_told_in_one_line():
+    from dam_cnn_tf.training.baselines import FROZEN, PIXELS, below_probe_warning, comparison_markdown
+
+    model = {"name": "DAM-CNN", "mean_accuracy": 0.80, "std_accuracy": 0.05, "fold_accuracies": [0.75, 0.85]}
+    frozen = {"name": "frozen", "mean_accuracy": 0.82, "std_accuracy": 0.01, "fold_accuracies": [0.81, 0.83]}
+    pixels = {"name": "pixels", "mean_accuracy": 0.60, "std_accuracy": 0.01, "fold_accuracies": [0.59, 0.61]}
+    warning = below_probe_warning(model, {PIXELS.key: pixels, FROZEN.key: frozen})
+    assert warning is not None and "\n" not in warning
+    assert "DAM-CNN (80.00%) is below" in warning and "(82.00%)" in warning and "docs/results.md" in warning
+    assert warning in comparison_markdown(model, {PIXELS.key: pixels, FROZEN.key: frozen})
+    assert below_probe_warning({**model, "mean_accuracy": 0.82}, {FROZEN.key: frozen}) is None  # a tie is not below
+    assert below_probe_warning(model, {PIXELS.key: pixels}) is None  # no probe, no claim

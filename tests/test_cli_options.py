@@ -227,6 +227,10 @@ def test_crossval_kfold_says_fold_i_of_k_and_the_time_left(faces, tmp_path):
                     "--val-fraction", "0.5", "--out", out, *STAGE1, "--no-use-serd")
     assert re.search(r"Fold 1/2 \(fold1of3\): \d+ train, \d+ val, \d+ test\n", result.output), result.output
     assert re.search(r"Fold 2/2 \(fold2of3\): .*; about \d+ (s|min) left\n", result.output), result.output
+    # Not a terminal: one line per round, no progress-bar frames (\r redraws, ANSI colours).
+    assert re.search(r"^1/1 - \d+m?s - .*val_loss: [\d.]+\n", result.output, re.M), repr(result.output)
+    assert "\r" not in result.output and "\x1b[" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) < 1000
     assert read_json(out / "results.json")["folds"] == 2
     assert read_json(out / "config.json")["use_serd"] is False
     with h5py.File(out / "fold-00" / "stage1" / "vgg_serd.weights.h5") as weights:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dam_cnn_tf.training.config import TrainConfig, read_config_file
+from dam_cnn_tf.training.config import BACKBONE_RECIPES, TrainConfig, read_config_file, resolve_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("*.toml"))
 
@@ -21,6 +21,10 @@ def test_recipe_is_a_valid_configuration(path):
         assert getattr(config, key) == value
 
 
-def test_face_resnet_recipe_uses_the_backbone_at_its_size():
-    config = TrainConfig(**read_config_file(next(p for p in CONFIGS if p.name == "face-resnet-cpu.toml")))
+def test_face_resnet_recipe_is_the_backbones_own_with_six_classes():
+    path = next(p for p in CONFIGS if p.name == "face-resnet-cpu.toml")
+    config = resolve_config(path)  # as the commands read a --config file
     assert config.backbone == "face-resnet" and config.input_size == 150 and config.classes == 6
+    assert config == resolve_config(None, backbone="face-resnet", classes=6)
+    for key, value in BACKBONE_RECIPES["face-resnet"].items():
+        assert getattr(config, key) == value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import typing
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def user_error_types() -> tuple:
         TrainingDiverged, WeightsError, ExportError, FeatureCacheError, PairSamplingError, PipelineError,
         FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
     )
+
+
+def progress_level(quiet: bool) -> int:
+    """How training reports progress: 0 with ``--quiet``; 1 (live progress bars) on a terminal;
+    2 (one line per epoch, no bar frames) when output goes to a file, a pipe, CI or ``nohup``."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def error_line(error: BaseException) -> str:

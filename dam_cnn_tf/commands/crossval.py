@@ -13,6 +13,7 @@ from dam_cnn_tf.commands.common import (
     data_spec,
     check_backbone_weights,
     handle_user_errors,
+    progress_level,
     load_prepared,
 )
 
@@ -82,13 +83,14 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
         name, prepared, folds = _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet)
         if max_folds:
             folds = folds[:max_folds]
-        summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=0 if quiet else 1,
+        summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=progress_level(quiet),
                                done=done, private_dir=None if private is None else private.path)
         if private is not None:
             click.echo(f"Worker done; the chief wrote the cross-validation to {out}")
             return
+    warning = None
     if baselines:
-        from dam_cnn_tf.training.baselines import comparison_markdown, run_baselines
+        from dam_cnn_tf.training.baselines import below_probe_warning, comparison_markdown, run_baselines
         from dam_cnn_tf.training.run_dir import atomic_write_text
 
         probes = run_baselines(prepared, folds, config, Path(out), log=(lambda *_: None) if quiet else print)
@@ -96,9 +98,12 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
         text = report.read_text()
         text = text.split("\n## Against the baselines")[0].rstrip("\n") + "\n"
         atomic_write_text(report, text + comparison_markdown(summary, probes))
+        warning = below_probe_warning(summary, probes)
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"{name}: {100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f}% "
                f"over {summary['folds']} fold(s); results in {out}")
+    if warning:
+        click.echo(warning)
 
 
 def _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet):
@@ -108,12 +113,12 @@ def _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quie
     from dam_cnn_tf.data.protocols import Fold, carve_validation
 
     data = Path(spec["path"])
-    prepared = load_prepared(spec, config, progress=not quiet)
+    prepared = load_prepared(spec, config, progress=progress_level(quiet))
     if protocol != "cross-dataset":
         name, folds = make_folds(protocol, prepared, k, config.seed, config.val_fraction, dataset_name or data.name)
         return name, prepared, folds
     test_spec = {**spec, "path": str(test_data), "layout": test_layout}
-    tested = load_prepared(test_spec, config, progress=not quiet)
+    tested = load_prepared(test_spec, config, progress=progress_level(quiet))
     common = tuple(c for c in prepared.class_names if c in set(tested.class_names))
     if len(common) < 2:
         raise click.ClickException(f"--test-data {test_data}: fewer than two classes in common with --data")

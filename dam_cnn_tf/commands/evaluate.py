@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dam_cnn_tf.commands.common import data_options, data_spec, handle_user_errors, load_inference_model, load_prepared
+from dam_cnn_tf.commands.common import (data_options, data_spec, handle_user_errors, load_inference_model, load_prepared,
+                                        progress_level)
 
 
 @click.command()
@@ -30,7 +31,7 @@ def evaluate(model, data, split, out, quiet, **kwargs):
     loaded, class_names = load_inference_model(model)
     input_size = int(loaded.input_shape[1])
     config = TrainConfig(input_size=input_size, classes=8)
-    prepared = load_prepared(spec, config, progress=not quiet)
+    prepared = load_prepared(spec, config, progress=progress_level(quiet))
     index = {name: i for i, name in enumerate(class_names)}
     keep = [i for i, s in enumerate(prepared.dataset.samples)
             if s.label in index and (split is None or s.split == split)]

@@ -13,6 +13,7 @@ from dam_cnn_tf.commands.common import (
     data_options,
     data_spec,
     handle_user_errors,
+    progress_level,
     load_prepared,
 )
 
@@ -74,7 +75,7 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
         raise click.UsageError("table11 needs --test-data, and only table11 takes it")
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
-    verbose = 0 if quiet else 1
+    verbose = progress_level(quiet)
     if synthetic_subjects is not None:
         from dam_cnn_tf.commands.demo import synthetic_prepared
 
@@ -83,7 +84,7 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
         prepared = synthetic_prepared(config, num_subjects=synthetic_subjects, images_per_class=synthetic_images,
                                       seed=config.seed)
     else:
-        prepared = load_prepared(spec, config, progress=not quiet)
+        prepared = load_prepared(spec, config, progress=progress_level(quiet))
     if name == "table11":
         protocol_name, prepared, folds = _cross_dataset(prepared, spec, config, test_data, test_layout, test_detect,
                                                        quiet)
@@ -117,7 +118,7 @@ def _cross_dataset(prepared, spec, config, test_data, test_layout, test_detect, 
     test_spec = {**spec, "path": str(test_data), "layout": test_layout}
     if test_detect is not None:
         test_spec["detect"] = test_detect
-    tested = load_prepared(test_spec, config, progress=not quiet)
+    tested = load_prepared(test_spec, config, progress=progress_level(quiet))
     common = tuple(c for c in prepared.class_names if c in set(tested.class_names))
     if len(common) < 2:
         raise click.ClickException(f"--test-data {test_data}: fewer than two classes in common with the training data")

@@ -15,6 +15,7 @@ from dam_cnn_tf.commands.common import (
     data_spec,
     check_backbone_weights,
     handle_user_errors,
+    progress_level,
     load_prepared,
 )
 
@@ -78,13 +79,13 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
             raise click.UsageError(f"--run-dir {run.path} already holds a run; use --resume {run.path} or another directory")
     with worker_role(config.strategy, run, resume=resume is not None or stage == "2") as private:
         if private is not None:  # a non-chief worker: the same training, written to its private copy
-            run_training(private, config, spec, stage, verbose=0 if quiet else 1)
+            run_training(private, config, spec, stage, verbose=progress_level(quiet))
             click.echo(f"Worker done; the chief wrote the run to {run.path}")
             return
         with run.locked():
             run.write_json("config.json", config.to_dict())
             run.write_json("data.json", {**spec, "stage": stage})
-            result = run_training(run, config, spec, stage, verbose=0 if quiet else 1)
+            result = run_training(run, config, spec, stage, verbose=progress_level(quiet))
     click.echo(f"Run written to {run.path}")
     if result is not None:
         click.echo(f"Validation accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
@@ -103,7 +104,7 @@ def run_training(run, config, spec: dict, stage: str, verbose: int = 1):
 
         data = synthetic_prepared(config)
     else:
-        data = load_prepared(spec, config, progress=bool(verbose))
+        data = load_prepared(spec, config, progress=verbose)
     saved_split = run.read_json("split.json")
     if saved_split is not None:
         split = Fold.from_dict(saved_split)

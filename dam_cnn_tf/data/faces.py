@@ -181,7 +181,7 @@ class FacePreparer:
         if self.progress and len(dataset):
             import keras
 
-            bar = keras.utils.Progbar(len(dataset), unit_name="image")
+            bar = keras.utils.Progbar(len(dataset), unit_name="image", verbose=2 if self.progress == 2 else 1)
         for index, sample in enumerate(dataset.samples):
             try:
                 face, found = self.prepare_sample(sample, report)

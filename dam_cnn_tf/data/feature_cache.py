@@ -146,7 +146,7 @@ def write_feature_cache(
     (NumPy or tensors), flattened to ``(B, D)``. ``labels``, if not given, are collected from the
     batches' ``y``. ``num_samples`` must equal the number of rows the batches produce. Nothing
     is left at ``path`` unless all of them were written; an earlier cache there is invalidated
-    first. ``verbose`` 1 shows a ``keras.utils.Progbar``.
+    first. ``verbose`` 1 shows a ``keras.utils.Progbar``, 2 one line at the end.
     """
     if dtype not in _DTYPES:
         raise FeatureCacheError(f"--cache-dtype must be one of {_DTYPES}, got {dtype!r}")
@@ -162,7 +162,7 @@ def write_feature_cache(
     if verbose:
         import keras
 
-        progbar = keras.utils.Progbar(num_samples, unit_name="image")
+        progbar = keras.utils.Progbar(num_samples, unit_name="image", verbose=2 if verbose == 2 else 1)
     out = None
     written = 0
     collected = []

@@ -61,6 +61,7 @@ def image_dataset(
     preprocess: bool = True,
     drop_remainder: bool = False,
     max_brightness: float = 20.0,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Batches of ``(images, labels)`` (or images alone when ``labels`` is None).
 
@@ -69,7 +70,8 @@ def image_dataset(
     ``image_size`` as faces are (``resize_like_faces``: area averaging to shrink, bilinear to enlarge), optionally augmented (random flip, brightness shift of
     up to ``max_brightness`` grey levels, different each epoch, reproducible by ``seed``), then
     mapped to the VGG-Face convention with ``preprocess_input`` when ``preprocess`` (else float32
-    RGB 0-255). Labels come out as int32.
+    RGB 0-255). Labels come out as int32. ``repeat``: endless passes, each in a new order (for
+    ``fit`` with ``steps_per_epoch``).
     """
     from dam_cnn_tf.models.vgg_face import preprocess_input
 
@@ -98,6 +100,8 @@ def image_dataset(
     indices = tf.data.Dataset.range(n)
     if shuffle:
         indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
     if from_paths:
         path_table = tf.constant(images)
 
@@ -140,6 +144,59 @@ def image_dataset(
     return finish_pipeline(ds)
 
 
+def trunk_dataset(
+    maps: np.ndarray,
+    labels,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    mirror: bool = False,
+    repeat: bool = False,
+    in_graph_limit_bytes: int = IN_GRAPH_FEATURE_LIMIT_BYTES,
+) -> tf.data.Dataset:
+    """Batches of ``(trunk maps, labels)`` from a trunk cache's ``(n, 2, h, w, c)`` array.
+
+    Each face comes as it is (``maps[:, 0]``), or, with ``mirror``, as itself or its mirror
+    image with equal chance, drawn anew each pass from ``seed`` (the cached form of a random
+    horizontal flip). ``repeat``: endless passes, each in a new order.
+    """
+    maps = np.asarray(maps) if not isinstance(maps, np.memmap) else maps
+    if maps.ndim != 5 or maps.shape[1] != 2:
+        raise PipelineError(f"trunk maps must be (n, 2, h, w, c), got {maps.shape}")
+    n = len(maps)
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise PipelineError(f"{labels.shape} labels for {n} trunk maps")
+    if n == 0 or batch_size < 1:
+        raise PipelineError(f"need trunk maps and batch_size >= 1 (got {n}, {batch_size})")
+    shape = list(maps.shape[2:])
+    indices = tf.data.Dataset.range(n)
+    if shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    ds = indices.batch(batch_size)
+    if mirror:
+        flips = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(lambda r: r % 2)
+        ds = tf.data.Dataset.zip(ds, flips.batch(batch_size))
+    else:
+        ds = ds.map(lambda i: (i, tf.zeros_like(i)))
+    if maps.nbytes <= in_graph_limit_bytes and not isinstance(maps, np.memmap):
+        table = tf.constant(maps, tf.float32)
+
+        def read(i, flip):
+            return tf.gather_nd(table, tf.stack([i[: tf.size(flip)], flip[: tf.size(i)]], axis=1))
+    else:
+        def read(i, flip):
+            rows = tf.numpy_function(lambda a, b: np.asarray(maps[a, b[: len(a)]], np.float32), [i, flip],
+                                     tf.float32, stateful=False)
+            return tf.ensure_shape(rows, [None, *shape])
+    label_table = tf.constant(labels.astype(np.int32))
+    ds = ds.map(lambda i, flip: (read(i, flip), tf.gather(label_table, i)), num_parallel_calls=AUTOTUNE,
+                deterministic=True)
+    return finish_pipeline(ds)
+
+
 def _check_targets(targets, n) -> np.ndarray:
     targets = np.asarray(targets)
     if targets.ndim != 2 or targets.shape[0] != n or not np.issubdtype(targets.dtype, np.integer):
@@ -162,6 +219,7 @@ def pair_dataset(
     with_labels: bool = True,
     in_graph_limit_bytes: int = IN_GRAPH_FEATURE_LIMIT_BYTES,
     first_epoch: int = 0,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Batches of ``(s, {"label": y, "targets": t})`` for stage 2 (paper §3.3, Eq. 8-11).
 
@@ -174,7 +232,8 @@ def pair_dataset(
     ``pairs.sample_pair_targets``), or a function ``epoch -> (n, N)`` for fresh targets each
     epoch; the function needs ``epochs`` and the dataset then runs epochs ``first_epoch`` to
     ``epochs - 1`` in one pass (use ``steps_per_epoch`` in ``fit``; a resumed fit passes the
-    epoch it resumes at). ``scale`` (a number or a ``(D,)`` array) multiplies ``s``
+    epoch it resumes at); ``repeat`` makes fixed targets' passes endless, each in a new order
+    (for ``fit`` with ``steps_per_epoch``). ``scale`` (a number or a ``(D,)`` array) multiplies ``s``
     and ``t``, e.g. into [0, 1] with a statistic of the training split (DESIGN §1).
 
     Indices are shuffled (seeded) and batched in tf.data; each batch is then gathered at once:
@@ -239,6 +298,8 @@ def pair_dataset(
         index_ds = tf.data.Dataset.range(n)
         if shuffle:
             index_ds = index_ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            index_ds = index_ds.repeat()
         index_ds = index_ds.batch(batch_size, drop_remainder=drop_remainder)
         index_ds = index_ds.map(lambda i: (tf.constant(0, tf.int64), i))
 

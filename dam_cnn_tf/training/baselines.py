@@ -168,6 +168,16 @@ def paired_difference(accuracies, reference) -> dict:
             "losses": int(((differences < 0) & ~ties).sum()), "p_value": p_value}
 
 
+def below_probe_warning(summary: dict, baselines: dict):
+    """One line when the model's mean is below the frozen-feature probe's on the same folds, else None."""
+    frozen = baselines.get(FROZEN.key)
+    if frozen is None or summary["mean_accuracy"] >= frozen["mean_accuracy"]:
+        return None
+    return (f"Warning: {summary['name']} ({100 * summary['mean_accuracy']:.2f}%) is below the logistic regression on "
+            f"its frozen backbone features ({100 * frozen['mean_accuracy']:.2f}%) on the same folds: training lost "
+            "what the pretrained features already give; see 'Below the frozen probe' in docs/results.md")
+
+
 def comparison_markdown(summary: dict, baselines: dict) -> str:
     """A cross-validation's result next to its baselines, with the per-fold paired differences."""
     lines = ["", "## Against the baselines (same folds)", "",
@@ -181,4 +191,7 @@ def comparison_markdown(summary: dict, baselines: dict) -> str:
         lines.append(f"| {b['name']} | {100 * b['mean_accuracy']:.2f} ± {100 * b['std_accuracy']:.2f} "
                      f"| {100 * d['mean']:+.2f} ± {100 * d['std']:.2f} | {d['wins']} / {d['ties']} / {d['losses']} "
                      f"| {p} |")
+    warning = below_probe_warning(summary, baselines)
+    if warning:
+        lines += ["", f"**{warning}**"]
     return "\n".join(lines) + "\n"

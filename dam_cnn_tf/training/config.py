@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from dam_cnn_tf import hparams
+from dam_cnn_tf.training.budget import SCHEDULES
 
 # The backbones a run can use: see dam_cnn_tf.models.backbones.
 from dam_cnn_tf.models.backbones import BACKBONES, WEIGHTS_FILES  # noqa: E402
@@ -45,8 +46,18 @@ class TrainConfig:
     fc_units: int = hparams.FC_UNITS
     dropout: float = hparams.DROPOUT
     alpha_s: float = hparams.ALPHA_S
-    stage1_epochs: int = 50
+    # Stage 1's budget in optimizer steps, and the floor before early stopping may end it;
+    # stage1_epochs, when given, counts whole passes instead (training/budget.py).
+    stage1_steps: int = 600
+    stage1_min_steps: int = 200
+    stage1_epochs: Optional[int] = None
     stage1_batch_size: int = 16
+    # Linear probe, then fine-tune (LP-FT): with pretrained backbone weights, SERD and fc6-fc8
+    # first learn on the frozen backbone for probe_steps at alpha_probe; 0 skips the probe.
+    probe_steps: int = 300
+    alpha_probe: float = 1e-3
+    # The frozen trunk (the backbone before --fine-tune-from) runs once per face, cached.
+    trunk_cache: bool = True
     # Stage 2 (MPVS-Net, Eq. 10-11)
     num_paths: int = hparams.NUM_PATHS
     encoder_units: int = hparams.ENCODER_UNITS
@@ -66,11 +77,20 @@ class TrainConfig:
     # continuous, so it rarely ties and keeps improving after accuracy saturates.
     stage2_monitor: str = "val_cross_entropy"
     end_to_end: bool = False
-    stage2_epochs: int = 100
+    stage2_steps: int = 600
+    stage2_min_steps: int = 200
+    stage2_epochs: Optional[int] = None
     stage2_batch_size: int = 32
     cache_dtype: str = "float32"
     # Both stages
     optimizer: str = "adam"
+    # Learning rates warm up over the first warmup_fraction of a budget, then follow a cosine
+    # to zero ("cosine"), or stay at their value throughout as in the paper ("constant").
+    lr_schedule: str = "cosine"
+    warmup_fraction: float = 0.05
+    # A validation round (Keras' epoch: checkpoint, early stopping, backup) spans one pass over
+    # the training data, or several passes where one is shorter than this many steps.
+    validate_every_steps: int = 50
     patience: int = 10
     strategy: str = "default"
     mixed_precision: Optional[str] = None
@@ -98,10 +118,15 @@ class TrainConfig:
              f"must be one of {', '.join(STAGE2_MONITORS)}, got {self.stage2_monitor!r}")
         need(self.cache_dtype in ("float32", "float16"), "cache_dtype", f"must be float32 or float16, got {self.cache_dtype!r}")
         for name in ("stage1_epochs", "stage2_epochs"):
+            need(getattr(self, name) is None or getattr(self, name) >= 0, name, "must not be negative")
+        for name in ("stage1_steps", "stage1_min_steps", "stage2_steps", "stage2_min_steps", "probe_steps"):
             need(getattr(self, name) >= 0, name, "must not be negative")
-        for name in ("stage1_batch_size", "stage2_batch_size", "fc_units", "encoder_units", "patience"):
+        for name in ("stage1_batch_size", "stage2_batch_size", "fc_units", "encoder_units", "patience",
+                     "validate_every_steps"):
             need(getattr(self, name) >= 1, name, "must be at least 1")
-        for name in ("alpha_s", "alpha_m", "alpha_fc"):
+        need(self.lr_schedule in SCHEDULES, "lr_schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
+        need(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        for name in ("alpha_s", "alpha_m", "alpha_fc", "alpha_probe"):
             need(getattr(self, name) > 0, name, "must be positive")
         need(not (self.init_encoder_from_fc6 and self.encoder_units != self.fc_units), "init_encoder_from_fc6",
              f"needs --encoder-units equal to --fc-units ({self.encoder_units} != {self.fc_units})")
@@ -127,6 +152,19 @@ class TrainConfig:
 
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
+# What ``--backbone NAME`` brings with it unless a config file or an option says otherwise.
+# face-resnet (dlib's face network, no pretrained fc6/fc7): its own 150x150 input, stage 1
+# fine-tunes the three 256-channel blocks (SERD sits on their 4x4x256 map) after a probe on the
+# frozen network, at 1e-4 (the paper's 1e-5 is for VGG-Face's 138 M weights), FC layers and the
+# MPAE code narrower than VGG-Face's 4096 for a 4096-wide feature, mirror augmentation. Stage 2
+# at 1e-3: MPVS-Net starts from random weights, and at the paper's 1e-4 its 400 steps left it
+# at 52 % training accuracy on a CK+48 fold whose VGG-SERD had 96 % (1e-3: 97 %, docs/results.md).
+BACKBONE_RECIPES = {
+    "face-resnet": dict(input_size=150, fine_tune_from="conv256_down_conv1_conv", fc_units=512,
+                        encoder_units=1024, num_paths=3, alpha_s=1e-4, alpha_m=3e-4, alpha_fc=3e-4,
+                        stage1_batch_size=32, augment=True, patience=5),
+}
+
 
 def read_config_file(path) -> dict:
     """Options from a JSON or TOML file; unknown keys are refused, naming the file."""
@@ -149,13 +187,15 @@ def read_config_file(path) -> dict:
 
 
 def resolve_config(config_file=None, base: Optional[dict] = None, **overrides) -> TrainConfig:
-    """Defaults, then ``base`` (e.g. a preset), then the file, then overrides that are not None."""
-    values = dict(base or {})
-    if config_file is not None:
-        values.update(read_config_file(config_file))
-    given = {k for k, v in overrides.items() if v is not None}
-    if config_file is not None:
-        given |= set(read_config_file(config_file))
+    """Defaults, the backbone's recipe, ``base`` (e.g. the demo's), the file, then overrides
+    that are not None."""
+    from_file = read_config_file(config_file) if config_file is not None else {}
+    layers = [dict(base or {}), from_file, {k: v for k, v in overrides.items() if v is not None}]
+    backbone = next((layer["backbone"] for layer in reversed(layers) if "backbone" in layer), TrainConfig.backbone)
+    values = dict(BACKBONE_RECIPES.get(backbone, {}))
+    values.update(base or {})
+    values.update(from_file)
+    given = {k for k, v in overrides.items() if v is not None} | set(from_file)
     values.update({k: v for k, v in overrides.items() if v is not None})
     # With attribute-specific decoders N is the attribute's number of values (DAM-CNN-g, §4.3.2),
     # so an N given beside it would be silently ignored.

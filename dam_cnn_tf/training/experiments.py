@@ -200,7 +200,14 @@ def within_one_std(a: dict, b: dict) -> bool:
 
 CONFIG_SUMMARY = ("input_size", "backbone", "backbone_weights", "fc_units", "encoder_units", "num_paths", "dropout",
                   "gamma1", "gamma2", "lam", "alpha_s", "alpha_m", "alpha_fc", "stage1_epochs", "stage2_epochs",
-                  "stage1_batch_size", "stage2_batch_size", "patience", "seed")
+                  "stage1_steps", "stage2_steps", "probe_steps", "stage1_batch_size", "stage2_batch_size", "patience",
+                  "seed")
+
+
+def _budget(c: dict, stage: int) -> str:
+    """``"15 epochs"`` when a stage counts epochs, else its step budget."""
+    epochs = c.get(f"stage{stage}_epochs")
+    return f"{epochs} epochs" if epochs is not None else f"{c.get(f'stage{stage}_steps')} steps"
 
 
 def experiment_table(name, variants, summaries: dict, config: TrainConfig, protocol: str, data: PreparedData,
@@ -245,8 +252,8 @@ def experiment_markdown(table: dict) -> str:
         f"{', '.join(table['class_names'])}); protocol: {table['protocol']}.",
         f"Configuration: input {c['input_size']}x{c['input_size']}, backbone {c['backbone']}"
         f"{' (weights ' + str(c['backbone_weights']) + ')' if c['backbone_weights'] else ' (from scratch)'}, "
-        f"FC units {c['fc_units']}, MPAE code {c['encoder_units']}, stage 1 {c['stage1_epochs']} epochs, "
-        f"stage 2 {c['stage2_epochs']} epochs, patience {c['patience']}, seed {c['seed']}.",
+        f"FC units {c['fc_units']}, MPAE code {c['encoder_units']}, stage 1 {_budget(c, 1)}, "
+        f"stage 2 {_budget(c, 2)}, patience {c['patience']}, seed {c['seed']}.",
         "",
         "| model | folds | accuracy (%) mean ± std | Δ to first row, per-fold mean ± std (points) "
         "| folds won / tied / lost | within 1 std | per fold (%) |",

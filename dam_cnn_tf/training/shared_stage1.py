@@ -23,7 +23,9 @@ from dam_cnn_tf.training.run_dir import RunDir, RunDirError
 STAGE1_FIELDS = (
     "classes", "input_size", "val_fraction", "seed", "augment", "backbone", "backbone_weights", "use_serd",
     "gamma1", "gamma2", "fc_units", "dropout", "alpha_s", "stage1_epochs", "stage1_batch_size", "optimizer",
-    "patience", "strategy", "mixed_precision", "jit_compile", "cache_dtype",
+    "patience", "strategy", "mixed_precision", "jit_compile", "cache_dtype", "fine_tune_from", "stage1_steps",
+    "stage1_min_steps", "probe_steps", "alpha_probe", "trunk_cache", "lr_schedule", "warmup_fraction",
+    "validate_every_steps",
 )
 
 

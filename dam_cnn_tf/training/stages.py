@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,12 +26,15 @@ import tensorflow as tf
 
 from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
 from dam_cnn_tf.data.pairs import sample_pair_targets
-from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset
+from dam_cnn_tf.data.pipeline import image_dataset, pair_dataset, trunk_dataset
+from dam_cnn_tf.data.trunk_cache import TrunkCache, default_cache_root
 from dam_cnn_tf.errors import one_line
 from dam_cnn_tf.models.dam_cnn import build_dam_cnn
 from dam_cnn_tf.models.mpvs_net import MPVSNet
-from dam_cnn_tf.models.backbones import build_backbone, load_weights
+from dam_cnn_tf.models.backbones import BACKBONE, build_backbone, load_weights
+from dam_cnn_tf.models.trunk import SplitModel, split_at
 from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, feature_map_shape, salient_feature_model
+from dam_cnn_tf.training.budget import learning_rate, stage_budget
 from dam_cnn_tf.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicModelCheckpoint,
@@ -62,10 +66,11 @@ class FaceSet:
 
 
 def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: int, verbose: int,
-         monitor: str = "val_loss", **fit_kwargs):
+         monitor: str = "val_loss", min_epochs: int = 0, **fit_kwargs):
     """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop.
 
-    ``monitor`` (a key of ``STAGE2_MONITORS``) picks the best epoch and drives early stopping.
+    ``monitor`` (a key of ``STAGE2_MONITORS``) picks the best epoch and drives early stopping,
+    which cannot end the stage before ``min_epochs`` (the budget's floor).
     """
     best = stage_dir / "best.weights.h5"
     nan_stop = StopOnNaN(stage)
@@ -74,7 +79,8 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
         *worker_callbacks(model),
         nan_stop,
         AtomicModelCheckpoint(best, monitor=monitor, mode=mode, save_weights_only=True),
-        ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor=monitor, mode=mode, patience=patience),
+        ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor=monitor, mode=mode, patience=patience,
+                               start_from_epoch=min_epochs),
         ResumableCSVLogger(stage_dir / "metrics.csv", stage_dir / "backup"),
         AtomicBackupAndRestore(stage_dir / "backup"),
     ]
@@ -137,39 +143,164 @@ def freeze_backbone_below(backbone: keras.Model, first_trained: str) -> None:
         layer.trainable = False
 
 
+@dataclasses.dataclass
+class Stage1Inputs:
+    """What a phase of stage 1 trains on: faces through the whole model, or cached maps through
+    the part of it above them."""
+
+    model: keras.Model  # the model fit trains: VGG-SERD itself, its top over the trunk, or its head
+    train: object       # FaceSet, or (n, 2, ...) maps of each face and of its mirror image
+    val: object
+
+    def datasets(self, config: TrainConfig, train_labels, val_labels, repeat: bool):
+        batch = config.stage1_batch_size
+        if isinstance(self.train, FaceSet):
+            size = config.input_size
+            return (image_dataset(self.train.images, train_labels, batch, size, shuffle=True, seed=config.seed,
+                                  augment=config.augment, preprocess=False, repeat=repeat),
+                    image_dataset(self.val.images, val_labels, batch, size, preprocess=False))
+        return (trunk_dataset(self.train, train_labels, batch, shuffle=True, seed=config.seed,
+                              mirror=config.augment, repeat=repeat),
+                trunk_dataset(self.val, val_labels, batch))
+
+
+def uses_trunk_cache(config: TrainConfig) -> bool:
+    return bool(config.trunk_cache and config.fine_tune_from and not config.end_to_end)
+
+
+def trunk_maps(split: SplitModel, faces: FaceSet, config: TrainConfig, verbose: int = 1) -> np.ndarray:
+    """``(n, 2, h, w, c)``: the frozen trunk's map of each face and its mirror, from the cache."""
+    fingerprint = (f"{config.backbone}-{config.input_size}-{split.first_trained}-"
+                   f"{_weights_fingerprint(split.trunk)}")
+    cache = TrunkCache(default_cache_root() / "trunks", fingerprint, dtype=config.cache_dtype)
+
+    @tf.function(reduce_retracing=True)
+    def trunk_of(x):
+        return split.trunk(x, training=False)
+
+    def compute(images):
+        batches = image_dataset(images, None, config.stage1_batch_size, config.input_size, preprocess=False)
+        return np.concatenate([trunk_of(x).numpy() for x in batches])
+
+    return cache.maps(faces.images, compute, log=print if verbose else None)
+
+
+def _stage1_inputs(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, verbose: int) -> dict:
+    """Each phase's ``Stage1Inputs``. With the trunk cache, fine-tuning trains the top over the
+    cached trunk maps, and the probe trains the head over the frozen blocks' output, computed
+    once from those maps (nothing below the head changes while it is probed)."""
+    if not uses_trunk_cache(config):
+        return {"probe": Stage1Inputs(vgg_serd, train, val), "fine-tune": Stage1Inputs(vgg_serd, train, val)}
+    split = split_at(vgg_serd, config.fine_tune_from)
+    train_maps, val_maps = trunk_maps(split, train, config, verbose), trunk_maps(split, val, config, verbose)
+
+    def backbone_output(maps):
+        flat = maps.reshape(-1, *maps.shape[2:])
+        return split.upper.predict(flat, batch_size=256, verbose=0).reshape(len(maps), 2, *split.upper.output.shape[1:])
+
+    inputs = {"fine-tune": Stage1Inputs(split.top, train_maps, val_maps)}
+    if _stage1_phases(config)[0][0] == "probe":
+        inputs["probe"] = Stage1Inputs(split.head, backbone_output(train_maps), backbone_output(val_maps))
+    return inputs
+
+
+def _stage1_phases(config: TrainConfig) -> list:
+    """``(name, learning rate, steps, floor, epochs)`` of stage 1's phases, in order.
+
+    With pretrained backbone weights the new parts (SERD, fc6-fc8) first learn on the frozen
+    backbone (the probe), then the chosen blocks are fine-tuned with them (LP-FT: Kumar et al.,
+    ICLR 2022): a random head's large early gradients then never reach the pretrained blocks.
+    """
+    phases = []
+    if config.backbone_weights and config.probe_steps > 0:
+        phases.append(("probe", config.alpha_probe, config.probe_steps, config.probe_steps // 2, None))
+    phases.append(("fine-tune", config.alpha_s, config.stage1_steps, config.stage1_min_steps, config.stage1_epochs))
+    return phases
+
+
+def _set_phase_trainable(config: TrainConfig, vgg_serd, phase: str) -> None:
+    backbone = vgg_serd.get_layer(BACKBONE)
+    backbone.trainable = phase != "probe"
+    if phase != "probe" and config.fine_tune_from:
+        freeze_backbone_below(backbone, config.fine_tune_from)
+
+
 def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int, verbose: int = 1):
-    """Stage 1: VGG-SERD with ``L_ce + L_reg`` (Eq. 4) at ``alpha_s``; returns the model."""
+    """Stage 1: VGG-SERD with ``L_ce + L_reg`` (Eq. 4) at ``alpha_s``; returns the model.
+
+    A pretrained backbone is first probed (its new head trained on it frozen), then fine-tuned
+    from ``--fine-tune-from`` on; each phase is resumable and its budget counted in steps.
+    """
     stage_dir = run.stage_dir("stage1")
     with make_strategy(config.strategy).scope():
         vgg_serd = build_stage1_model(config, num_classes)
+    final = stage_dir / "vgg_serd.weights.h5"
     if "stage1" in run.completed():
         vgg_serd.optimizer.build(vgg_serd.trainable_variables)  # its saved state loads too
-        vgg_serd.load_weights(stage_dir / "vgg_serd.weights.h5")
+        vgg_serd.load_weights(final)
         return vgg_serd
-    size = config.input_size
-    train_ds = image_dataset(train.images, train.labels, config.stage1_batch_size, size, shuffle=True,
-                             seed=config.seed, augment=config.augment, preprocess=False)
-    val_ds = image_dataset(val.images, val.labels, config.stage1_batch_size, size, preprocess=False)
-    _, epochs = _fit(vgg_serd, train_ds, val_ds, config.stage1_epochs, stage_dir, "stage 1", config.patience, verbose)
-    final = stage_dir / "vgg_serd.weights.h5"
+    phase_inputs = _stage1_inputs(config, vgg_serd, train, val, verbose)
+    phases = _stage1_phases(config)
+    epochs = 0
+    for name, peak, steps, min_steps, phase_epochs in phases:
+        inputs = phase_inputs[name]
+        train_ds, val_ds = inputs.datasets(config, train.labels, val.labels, repeat=phase_epochs is None)
+        phase_dir = stage_dir if name == "fine-tune" else run.stage_dir(f"stage1/{name}")
+        budget = stage_budget(len(train), config.stage1_batch_size, steps, min_steps, phase_epochs,
+                              config.validate_every_steps)
+        _set_phase_trainable(config, vgg_serd, name)
+        with make_strategy(config.strategy).scope():
+            rate = learning_rate(peak, budget.total_steps, config.lr_schedule, config.warmup_fraction)
+            compile_vgg_serd(inputs.model, optimizer=make_optimizer(config.optimizer, rate),
+                             jit_compile=config.jit_compile)
+        done = phase_dir / "phase.weights.h5"
+        if f"stage1_{name}" in run.completed():
+            inputs.model.optimizer.build(inputs.model.trainable_variables)
+            inputs.model.load_weights(done)
+            continue
+        if verbose:
+            print(f"Stage 1, {name}: up to {budget.total_steps} steps ({budget.epochs} rounds of "
+                  f"{budget.steps_per_epoch}), at least {budget.min_epochs * budget.steps_per_epoch}, peak rate {peak:g}")
+        fit_kwargs = {} if phase_epochs is not None else {"steps_per_epoch": budget.steps_per_epoch}
+        start = time.monotonic()
+        _, epochs = _fit(inputs.model, train_ds, val_ds, budget.epochs, phase_dir, "stage 1", config.patience,
+                         verbose, min_epochs=budget.min_epochs, **fit_kwargs)
+        atomic_save_weights(inputs.model, done)
+        run.mark_completed(f"stage1_{name}", epochs=epochs, steps=epochs * budget.steps_per_epoch,
+                           seconds=round(time.monotonic() - start, 1))
+    _set_phase_trainable(config, vgg_serd, "fine-tune")
+    compile_vgg_serd(vgg_serd, optimizer=make_optimizer(config.optimizer, config.alpha_s), jit_compile=config.jit_compile)
+    vgg_serd.optimizer.build(vgg_serd.trainable_variables)
     atomic_save_weights(vgg_serd, final)
-    run.mark_completed("stage1", epochs=epochs)
+    run.mark_completed("stage1", epochs=epochs, trunk_cache=uses_trunk_cache(config),
+                       phases=[phase[0] for phase in phases])
     return vgg_serd
 
 
 def extract_features(vgg_serd, faces: FaceSet, path: Path, config: TrainConfig, verbose: int = 1) -> FeatureCache:
-    """The salient features ``s`` of every face (one pass of the frozen front), cached."""
+    """The salient features ``s`` of every face (one pass of the frozen front), cached.
+
+    With the trunk cache the front runs from each face's cached trunk map, not from its pixels.
+    """
     front = salient_feature_model(vgg_serd)
     # The front's weights (backbone and SERD) decide the features; fc6-fc8 need no hashing.
     fingerprint = f"{faces.fingerprint()}-{_weights_fingerprint(front)}"
     if FeatureCache.exists(path, fingerprint):
         return FeatureCache.open(path, fingerprint)
+    if uses_trunk_cache(config):
+        split = split_at(vgg_serd, config.fine_tune_from)
+        model, batches = split.front, trunk_dataset(trunk_maps(split, faces, config, verbose), faces.labels,
+                                                    config.stage1_batch_size)
+    else:
+        model = front
+        batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size,
+                                preprocess=False)
+
     # One traced function for every batch size, the last batch's included.
     @tf.function(reduce_retracing=True)
     def features_of(x):
-        return front(x, training=False)["features"]
+        return model(x, training=False)["features"]
 
-    batches = image_dataset(faces.images, faces.labels, config.stage1_batch_size, config.input_size, preprocess=False)
     return write_feature_cache(
         path,
         lambda x: features_of(x).numpy(),
@@ -199,25 +330,35 @@ def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int, num_paths: int
     return sample_pair_targets(faces.labels, num_paths, seed=seed, epoch=epoch)
 
 
+def _stage2_budget(config: TrainConfig, faces: FaceSet):
+    return stage_budget(len(faces), config.stage2_batch_size, config.stage2_steps, config.stage2_min_steps,
+                        config.stage2_epochs, config.validate_every_steps)
+
+
 def _training_pairs(config: TrainConfig, cache: FeatureCache, faces: FaceSet, num_paths: int, stage_dir: Path):
     """Stage 2's training batches and ``fit``'s extra arguments.
 
     The paper stores one set of pairs before stage 2 (§3.3.2), the default. ``--resample-pairs``
-    draws fresh same-class targets each epoch instead, seeded by (seed, epoch); a resumed run
-    starts at the epoch it stopped at, so it sees the targets an uninterrupted run would.
+    draws fresh same-class targets for each pass over the data instead, seeded by (seed, pass);
+    a resumed run starts at the pass it stopped in, so it sees the targets an uninterrupted run would.
     """
     batch = config.stage2_batch_size
-    if not config.resample_pairs or config.stage2_epochs == 0:
+    budget = _stage2_budget(config, faces)
+    by_steps = config.stage2_epochs is None
+    steps = {"steps_per_epoch": budget.steps_per_epoch} if by_steps else {}
+    if not config.resample_pairs or budget.epochs == 0:
         targets = _pair_targets(config, faces, config.seed, num_paths)
-        return pair_dataset(cache, faces.labels, targets, batch, shuffle=True, seed=config.seed), {}
+        return pair_dataset(cache, faces.labels, targets, batch, shuffle=True, seed=config.seed, repeat=by_steps), steps
+    one_pass = -(-len(faces) // batch)
+    passes = -(-budget.total_steps // one_pass)
     # (A kill after the last epoch's backup but before the stage was marked done resumes there.)
-    first_epoch = min(completed_epochs(stage_dir / "backup"), config.stage2_epochs - 1)
+    done_steps = completed_epochs(stage_dir / "backup") * budget.steps_per_epoch
+    first_pass = min(done_steps // one_pass, passes - 1)
     dataset = pair_dataset(cache, faces.labels, lambda epoch: _pair_targets(config, faces, config.seed, num_paths,
                                                                              epoch=epoch),
-                           batch, shuffle=True, seed=config.seed, epochs=config.stage2_epochs,
-                           first_epoch=first_epoch)
-    # One pass over all epochs, so fit must be told where each epoch ends.
-    return dataset, {"steps_per_epoch": -(-len(faces) // batch)}
+                           batch, shuffle=True, seed=config.seed, epochs=passes, first_epoch=first_pass)
+    # One dataset over all passes, so fit must be told where each epoch ends.
+    return dataset, {"steps_per_epoch": budget.steps_per_epoch}
 
 
 def num_paths_for(config: TrainConfig, faces: FaceSet) -> int:
@@ -248,9 +389,12 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
             decoder=config.decoder,
             feature_shape=feature_map_shape(vgg_serd),
         )
+        total = _stage2_budget(config, train).total_steps
         net.compile(
-            optimizer=make_optimizer(config.optimizer, config.alpha_fc),
-            mpae_optimizer=make_optimizer(config.optimizer, config.alpha_m),
+            optimizer=make_optimizer(config.optimizer, learning_rate(config.alpha_fc, total, config.lr_schedule,
+                                                                     config.warmup_fraction)),
+            mpae_optimizer=make_optimizer(config.optimizer, learning_rate(config.alpha_m, total, config.lr_schedule,
+                                                                          config.warmup_fraction)),
             jit_compile=config.jit_compile,
         )
     if "stage2" in run.completed():
@@ -269,10 +413,16 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
                                  num_paths, verbose)
     train_ds, fit_kwargs = _training_pairs(config, train_cache, train, num_paths, stage_dir)
     val_ds = pair_dataset(val_cache, val.labels, val_targets, config.stage2_batch_size, shuffle=False)
-    _, epochs = _fit(net, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2", config.patience, verbose,
-                     monitor=config.stage2_monitor, **fit_kwargs)
+    budget = _stage2_budget(config, train)
+    if verbose:
+        print(f"Stage 2: up to {budget.total_steps} steps ({budget.epochs} rounds of {budget.steps_per_epoch}), "
+              f"at least {budget.min_epochs * budget.steps_per_epoch}")
+    start = time.monotonic()
+    _, epochs = _fit(net, train_ds, val_ds, budget.epochs, stage_dir, "stage 2", config.patience, verbose,
+                     monitor=config.stage2_monitor, min_epochs=budget.min_epochs, **fit_kwargs)
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
-    run.mark_completed("stage2", epochs=epochs, num_paths=num_paths)
+    run.mark_completed("stage2", epochs=epochs, steps=epochs * budget.steps_per_epoch, num_paths=num_paths,
+                       seconds=round(time.monotonic() - start, 1))
     return net
 
 
@@ -282,7 +432,10 @@ def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir
     with make_strategy(config.strategy).scope():
         model = make_end_to_end(salient_feature_model(vgg_serd), net, config)
     train_ds, val_ds = end_to_end_datasets(config, train, val, *targets)
-    _, epochs = _fit(model, train_ds, val_ds, config.stage2_epochs, stage_dir, "stage 2 (end to end)",
+    # End to end trains on image pairs drawn once, one pass an epoch: the step budget in passes.
+    one_pass = -(-len(train) // config.stage2_batch_size)
+    passes = config.stage2_epochs if config.stage2_epochs is not None else max(1, -(-config.stage2_steps // one_pass))
+    _, epochs = _fit(model, train_ds, val_ds, passes, stage_dir, "stage 2 (end to end)",
                      config.patience, verbose, monitor=config.stage2_monitor)
     atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")

@@ -1,0 +1,73 @@
+"""How long a stage trains, in optimizer steps, and how its learning rate moves.
+
+The paper trains "until the loss converges" on data sets of a few hundred to tens of thousands
+of faces. Counted in epochs, the same recipe gives a 150-face data set a sixth of the updates a
+900-face one gets; counted in steps, every data set gets enough. A stage here has:
+
+* a budget: ``steps`` optimizer updates (or ``epochs`` whole passes, when given: epochs win);
+* a floor: ``min_steps``, before which early stopping may not end the stage;
+* validation rounds: Keras' "epoch" is one pass over the training data, or several passes
+  where one pass is shorter than ``validate_every_steps`` (a 150-face set would otherwise be
+  validated, checkpointed and backed up every five steps);
+* a learning rate that warms up linearly over the first ``warmup_fraction`` of the budget and
+  then follows a cosine to zero (``schedule="cosine"``), or the paper's constant rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+# Schedules a stage's learning rate can follow.
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageBudget:
+    """``fit``'s epochs and steps per epoch for one stage, and its floor in epochs."""
+
+    epochs: int
+    steps_per_epoch: int
+    min_epochs: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def stage_budget(num_samples: int, batch_size: int, steps: int, min_steps: int = 0,
+                 epochs: Optional[int] = None, validate_every_steps: int = 1) -> StageBudget:
+    """The budget of a stage over ``num_samples`` training faces in batches of ``batch_size``.
+
+    With ``epochs`` the stage runs that many passes (one validation each), as the paper's
+    recipes are written; otherwise ``steps`` updates in validation rounds of at least
+    ``validate_every_steps``. Either way early stopping waits for ``min_steps`` (at most the
+    whole budget).
+    """
+    one_pass = max(1, math.ceil(num_samples / batch_size))
+    if epochs is not None:
+        per_epoch, count = one_pass, int(epochs)
+    else:
+        per_epoch = max(1, min(max(one_pass, validate_every_steps), steps))
+        count = math.ceil(steps / per_epoch) if steps > 0 else 0
+    floor = min(count, math.ceil(min_steps / per_epoch)) if min_steps > 0 else 0
+    return StageBudget(epochs=count, steps_per_epoch=per_epoch, min_epochs=floor)
+
+
+def learning_rate(peak: float, total_steps: int, schedule: str = "cosine", warmup_fraction: float = 0.05):
+    """``peak`` itself (constant), or a warm-up to ``peak`` then a cosine decay to zero over
+    ``total_steps`` (the optimizer's step count drives it, so a resumed stage continues it)."""
+    import keras
+
+    if schedule == "constant" or total_steps < 2:
+        return peak
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    warmup = int(round(warmup_fraction * total_steps))
+    if warmup < 1:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
+    # CosineDecay warms up linearly from its initial rate (a tenth of the peak here, so the
+    # first update is not wasted) to warmup_target, then decays over decay_steps.
+    return keras.optimizers.schedules.CosineDecay(peak / 10.0, decay_steps=max(1, total_steps - warmup),
+                                                  warmup_target=peak, warmup_steps=warmup)

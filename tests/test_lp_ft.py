@@ -1,0 +1,102 @@
+"""Stage 1 on a pretrained backbone: probe, then fine-tune, over the cached trunk (LP-FT)."""
+
+import numpy as np
+import pytest
+
+from dam_cnn_tf.models.face_resnet import build_face_resnet
+from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.training.run_dir import RunDir
+from dam_cnn_tf.training.stages import FaceSet, train_dam_cnn, train_stage1
+from test_face_resnet import _manifest_of, _randomised
+
+SIZE = 104
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return _manifest_of(_randomised(build_face_resnet(input_shape=(SIZE, SIZE, 3))), tmp_path_factory.mktemp("w"))
+
+
+def faces(n, seed):
+    rng = np.random.default_rng(seed)
+    return FaceSet(rng.integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.uint8), np.arange(n) % 3)
+
+
+def config(manifest, **changes):
+    values = dict(backbone="face-resnet", backbone_weights=str(manifest), input_size=SIZE, classes=6, fc_units=8,
+                  encoder_units=8, num_paths=2, fine_tune_from="conv256_down_conv1_conv", stage1_batch_size=4,
+                  stage2_batch_size=4, probe_steps=4, stage1_steps=4, stage1_min_steps=2, stage2_steps=2,
+                  stage2_min_steps=0, validate_every_steps=2, patience=1)
+    return TrainConfig(**{**values, **changes})
+
+
+def weights_of(model, *layers):
+    backbone = model.get_layer("backbone")
+    return {name: [w.copy() for w in backbone.get_layer(name).get_weights()] for name in layers}
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for name in a for x, y in zip(a[name], b[name]))
+
+
+def test_probe_trains_the_head_only_then_fine_tuning_moves_the_chosen_blocks(tmp_path, manifest):
+    train, val = faces(8, 0), faces(4, 1)
+    pretrained = build_face_resnet(weights=manifest, include_top=False, input_shape=(SIZE, SIZE, 3))
+    blocks = ("conv256_2_conv2_conv", "conv128_2_conv2_conv")
+    original = {name: [w.copy() for w in pretrained.get_layer(name).get_weights()] for name in blocks}
+
+    probed = train_stage1(config(manifest, stage1_steps=0), train, val, RunDir(tmp_path / "probe"), 3, verbose=0)
+    assert same(weights_of(probed, *blocks), original)  # the probe leaves the backbone alone
+    state = RunDir(tmp_path / "probe").read_json("state.json")
+    assert state["info"]["stage1_probe"]["steps"] == 4 and state["info"]["stage1"]["trunk_cache"]
+
+    tuned = train_stage1(config(manifest), train, val, RunDir(tmp_path / "tuned"), 3, verbose=0)
+    after = weights_of(tuned, *blocks)
+    assert not np.array_equal(after["conv256_2_conv2_conv"][0], original["conv256_2_conv2_conv"][0])
+    assert same({"conv128_2_conv2_conv": after["conv128_2_conv2_conv"]}, {"conv128_2_conv2_conv": original["conv128_2_conv2_conv"]})
+
+
+def test_a_run_computes_each_trunk_map_once_and_resumes_after_the_probe(tmp_path, manifest, monkeypatch):
+    import dam_cnn_tf.training.stages as stages
+    from dam_cnn_tf.data.trunk_cache import TrunkCache
+
+    computed = {"faces": 0}
+    original_maps = TrunkCache.maps
+
+    def counting_maps(self, faces_, compute, log=None):
+        def counted(batch):
+            computed["faces"] += len(batch)
+            return compute(batch)
+        return original_maps(self, faces_, counted, log)
+
+    monkeypatch.setattr(TrunkCache, "maps", counting_maps)
+    train, val = faces(8, 2), faces(4, 3)
+    run = RunDir(tmp_path / "run")
+    fits = []
+    original_fit = stages._fit
+    monkeypatch.setattr(stages, "_fit", lambda model, tr, va, epochs, stage_dir, *a, **k: (
+        fits.append(stage_dir.name), original_fit(model, tr, va, epochs, stage_dir, *a, **k))[1])
+    model = train_dam_cnn(config(manifest), train, val, run, ("a", "b", "c"), verbose=0)
+    # Each face and its mirror once, for the probe, fine-tuning and stage 2's features alike.
+    assert computed["faces"] == 2 * (8 + 4)
+    assert fits == ["probe", "stage1", "stage2"]
+    assert model.output["probabilities"].shape[-1] == 3
+
+    # A second run over the same faces finds every map; one killed after its probe skips it.
+    state = run.read_json("state.json")
+    state["completed"] = ["stage1_probe"]
+    run.write_json("state.json", state)
+    fits.clear()
+    train_stage1(config(manifest), train, val, run, 3, verbose=0)
+    assert computed["faces"] == 2 * (8 + 4) and fits == ["stage1"]
+
+
+def test_no_probe_without_pretrained_weights_and_no_cache_without_a_cut(tmp_path):
+    run = RunDir(tmp_path / "scratch")
+    plain = TrainConfig(backbone="compact-tiny", input_size=32, classes=6, fc_units=8, stage1_steps=2,
+                        stage1_batch_size=4, validate_every_steps=2)
+    small = FaceSet(np.random.default_rng(5).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8), np.arange(6) % 3)
+    train_stage1(plain, small, small, run, 3, verbose=0)
+    info = run.read_json("state.json")["info"]
+    assert info["stage1"]["phases"] == ["fine-tune"] and not info["stage1"]["trunk_cache"]
+    assert (tmp_path / "scratch" / "stage1" / "metrics.csv").exists()
