@@ -136,3 +136,22 @@ def small_net():
     net.mpae.adapt(small_batch()[0])
     net.compile()
     return net
+
+
+@pytest.mark.parametrize("policy, per_path", [("mixed_float16", False), ("mixed_float16", True), ("mixed_bfloat16", False)])
+def test_mixed_precision_steps_update_every_weight(policy, per_path):
+    """Under mixed_float16 both optimizers scale their losses (LossScaleOptimizer), whose update
+    branches on the gradients being finite: JAX needs it stateless."""
+    from dam_cnn_tf import MPVSNet
+
+    s, labels, targets = small_batch()
+    keras.utils.set_random_seed(3)
+    net = MPVSNet(10, 3, encoder_units=6, num_paths=2, fc_units=5, per_path_updates=per_path, dtype=policy)
+    net.mpae.adapt(s)
+    net.compile()
+    before = [ops.convert_to_numpy(v) for v in net.trainable_variables]
+    history = net.fit(s, {"label": labels, "targets": targets}, batch_size=4, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    for start, v in zip(before, net.trainable_variables):
+        assert keras.backend.standardize_dtype(v.dtype) == "float32"
+        assert not np.array_equal(start, ops.convert_to_numpy(v)), v.path

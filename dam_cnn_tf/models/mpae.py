@@ -159,7 +159,7 @@ class MultiPathAutoencoder(keras.Model):
             return self.optimizer.scale_loss(replica_share(total)), (per_path, total)
 
         grads, (per_path, total) = steps.gradients(objective, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        steps.apply(self.optimizer, grads, self.trainable_variables, self.trainable_variables)
         return self._report(per_path, total)
 
     def get_config(self):

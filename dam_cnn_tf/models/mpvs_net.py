@@ -225,12 +225,12 @@ class MPVSNet(keras.Model):
         routed = head_vars + mpae_vars if path is None else mpae_vars
         grads, (cross_entropy, per_path, probabilities) = steps.gradients(
             lambda: self._routed_objective(s, labels, targets, path), routed)
-        mpae_optimizer.apply(grads[len(routed) - len(mpae_vars):], mpae_vars)
+        steps.apply(mpae_optimizer, grads[len(routed) - len(mpae_vars):], mpae_vars, self.mpae_variables())
         if path is None:
             head_grads = grads[: len(head_vars)]
         else:  # Algorithm 1, line 9 after lines 7-8: through the updated encoder
             head_grads, _ = steps.gradients(lambda: self._head_objective(s, labels), head_vars)
-        head_optimizer.apply(head_grads, head_vars)
+        steps.apply(head_optimizer, head_grads, head_vars, head_vars)
         return cross_entropy, per_path, probabilities
 
     # On JAX, Keras calls these with the state first: ``train_step(state, data)`` (see ``steps``).

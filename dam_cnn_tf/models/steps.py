@@ -16,6 +16,8 @@ TensorFlow and with PyTorch do. Two things differ by backend, and live here:
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 # JAX only: the variables whose values the running step's StatelessScope holds.
@@ -72,6 +74,29 @@ def _jax_gradients(objective, variables):
     for i, value in moved.items():
         others[i].assign(value)
     return grads, aux
+
+
+def apply(optimizer, grads, variables, built_with):
+    """``optimizer.apply(grads, variables)``; ``built_with`` is the list ``optimizer`` was built on.
+
+    On JAX through ``optimizer.stateless_apply`` over ``built_with`` (``None`` for the variables
+    not in ``variables``, which it leaves alone), as JAX's guide does: ``LossScaleOptimizer``'s
+    stateful ``apply`` assigns inside ``ops.cond``, which JAX cannot trace.
+    """
+    if backend() != "jax":
+        optimizer.apply(grads, variables)
+        return
+    given = {id(v): g for v, g in zip(variables, grads)}
+    every = list(built_with)
+    with warnings.catch_warnings():  # the variables left out have no gradient on purpose
+        warnings.filterwarnings("ignore", message="Gradients do not exist", category=UserWarning)
+        new_values, new_state = optimizer.stateless_apply(
+            [v.value for v in optimizer.variables], [given.get(id(v)) for v in every], [v.value for v in every])
+    for v, value in zip(every, new_values):
+        if id(v) in given:
+            v.assign(value)
+    for v, value in zip(optimizer.variables, new_state):
+        v.assign(value)
 
 
 def _run_stateless(state, variable_lists, step):
