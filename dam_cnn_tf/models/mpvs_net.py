@@ -6,8 +6,9 @@ MPAE encoder → FC (ReLU) → FC (softmax). The two parts learn by different ru
 * the MPAE (encoder and decoders) minimises ``Σ_j J_j + λ·L_ce`` (Eq. 11), at ``alpha_m``.
 
 So the head's update never sees λ or the reconstruction losses, while the encoder's sees
-both. One fused update per batch over all paths is the default: both parts step at once, from
-one forward pass. ``per_path_updates=True`` runs Algorithm 1's inner loop instead (lines 6-10):
+both; ``_routed_objective`` writes both rules as one scalar whose gradient gives each part its
+own (one forward and one backward pass, on every Keras backend). One fused update per batch
+over all paths is the default: both parts step at once. ``per_path_updates=True`` runs Algorithm 1's inner loop instead (lines 6-10):
 for each path j, update the encoder and decoder j with ``J_j + λ·L_ce`` (lines 7-8), and then
 the head with ``L_ce`` computed through the encoder just updated (line 9), N updates per batch.
 Under Adam each variable's bias correction then counts its own updates (the encoder N per batch,
