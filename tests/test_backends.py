@@ -43,8 +43,14 @@ NO_TENSORFLOW = """
 def test_model_code_imports_builds_and_trains_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     script = NO_TENSORFLOW + f"""
+    import importlib, pkgutil
     import numpy as np, keras
-    import dam_cnn_tf
+    import dam_cnn_tf, dam_cnn_tf.layers, dam_cnn_tf.models, dam_cnn_tf.optimizers
+    # Every module of the model code; end-to-end training alone is TensorFlow's (README, Backends).
+    for package in (dam_cnn_tf.layers, dam_cnn_tf.models):
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "end_to_end":
+                importlib.import_module(f"{{package.__name__}}.{{module.name}}")
     from dam_cnn_tf import MPVSNet, build_face_resnet, build_vgg_serd, compile_vgg_serd
     from dam_cnn_tf.models.dam_cnn import build_dam_cnn
     from dam_cnn_tf.models.vgg_serd import salient_feature_model
