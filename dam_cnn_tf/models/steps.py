@@ -31,7 +31,8 @@ def backend() -> str:
 def gradients(objective, variables):
     """``objective()`` returns ``(loss, aux)``; returns ``(∂loss/∂v for v in variables, aux)``.
 
-    A variable the loss does not depend on gets ``None``, on every backend.
+    A variable the loss does not depend on gets ``None`` on TensorFlow and PyTorch and zeros on
+    JAX (which optimizers do apply), so the steps ask only for the variables each rule updates.
     """
     variables = list(variables)
     name = backend()
@@ -56,7 +57,8 @@ def _jax_gradients(objective, variables):
     import jax
 
     # Every other variable keeps the value the enclosing step holds for it (inside fit the
-    # variables themselves are emptied to save memory; only the step's scope has them).
+    # variables themselves are emptied to save memory; only the step's scope has them). Called
+    # outside a step, the variables hold their own values and only the differentiated ones move.
     wanted = {id(v) for v in variables}
     others = [v for v in _scoped_variables if id(v) not in wanted]
     other_values = [v.value for v in others]
