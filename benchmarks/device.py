@@ -90,7 +90,6 @@ def _peak_bytes():
 
 def _matmul_rates(dtype: str, config: dict) -> dict:
     import jax
-    import jax.numpy as jnp
 
     key = jax.random.key(0)
     square = config["square"]
@@ -107,7 +106,6 @@ def _matmul_rates(dtype: str, config: dict) -> dict:
         timing = _seconds(lambda: product(h, w), config["steps"])
         rates[f"stage2_shaped_b{batch}"] = {"shape": [batch, s["encoder_units"], wide], **timing,
                                             "tflops": 2 * batch * s["encoder_units"] * wide / timing["median_s"] / 1e12}
-        del h, w
     return rates
 
 
@@ -180,7 +178,6 @@ def _stage2(policy: str, optimizer: str, config: dict) -> dict:
             "fraction_of_stage2_shaped_matmul": flops / 1e12 / shaped if shaped else None,
             "peak_bytes_so_far": _peak_bytes(),
         }
-        del x, y
     return result
 
 
@@ -218,7 +215,6 @@ def _stage1(backbone: str, mode: str, config: dict) -> dict:
         timing = _seconds(lambda: step(x, y), config["steps"])
         result["batches"][str(batch)] = {**timing, "images_per_s": batch / timing["median_s"],
                                          "peak_bytes_so_far": _peak_bytes()}
-        del x, y
     return result
 
 
