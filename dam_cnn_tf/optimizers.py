@@ -15,7 +15,11 @@ checkpoint of one restores into the other. The arithmetic is the same as Keras':
     w ← w − lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε)
 
 Cases the kernels do not cover (amsgrad, sparse gradients, a backend other than TensorFlow)
-run Keras' update unchanged.
+run Keras' update unchanged; on JAX, XLA compiles Keras' element-wise update into the step.
+``count_steps_per_variable`` works on every backend (in ``keras.ops`` where the kernel is absent).
+
+``OptimizerPair`` is how MPVS-Net's two optimizers (Eq. 10 and 11) travel through JAX's
+stateless ``fit``.
 """
 
 from __future__ import annotations
@@ -85,11 +89,15 @@ class FusedAdam(keras.optimizers.Adam):
                     self._variable_steps[self._get_variable_index(variable)].assign_add(1)
 
     def update_step(self, gradient, variable, learning_rate):
+        if not _fused_kernels_available():
+            if self.count_steps_per_variable:
+                return self._update_counting_own_steps(gradient, variable, learning_rate)
+            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
         if self.count_steps_per_variable and not _is_dense(gradient):
             gradient = tf.convert_to_tensor(gradient)  # the fused kernel, which counts per variable
-        if self.amsgrad or not _fused_kernels_available() or not _is_dense(gradient):
+        if self.amsgrad or not _is_dense(gradient):
             return super().update_step(gradient, variable, learning_rate)
 
         dtype = variable.dtype
@@ -109,6 +117,19 @@ class FusedAdam(keras.optimizers.Adam):
             grad=ops.cast(gradient, dtype),
             use_locking=False,
         )
+
+    def _update_counting_own_steps(self, gradient, variable, learning_rate):
+        """The update of the module docstring in ``keras.ops``, t being this variable's own count."""
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = ops.cast(self._variable_steps[index] + 1, dtype)
+        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        gradient = ops.cast(gradient, dtype)
+        m, v = self._momentums[index], self._velocities[index]
+        alpha = ops.cast(learning_rate, dtype) * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
+        self.assign_add(m, (gradient - m) * (1 - beta_1))
+        self.assign_add(v, (ops.square(gradient) - v) * (1 - beta_2))
+        self.assign_sub(variable, m * alpha / (ops.sqrt(v) + self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "count_steps_per_variable": self.count_steps_per_variable}
@@ -134,3 +155,66 @@ class FusedSGD(keras.optimizers.SGD):
             use_locking=False,
             use_nesterov=self.nesterov,
         )
+
+
+class _Parts:
+    """Holds the pair's two optimizers out of Keras' saving walk (each is saved where it was)."""
+
+    def __init__(self, head, mpae):
+        self.head = head
+        self.mpae = mpae
+
+
+class OptimizerPair(keras.optimizers.Optimizer):
+    """MPVS-Net's two optimizers as the one ``model.optimizer`` JAX's ``fit`` carries.
+
+    JAX's trainer threads ``model.optimizer.variables`` through its compiled step and writes
+    them back afterwards; here they are the head's (Eq. 10) and then the MPAE's (Eq. 11). The
+    model applies each optimizer itself (``parts.head``, ``parts.mpae``); the pair applies
+    nothing. It saves and loads as the head's optimizer alone (the MPAE's is saved as the model's
+    ``mpae_optimizer``), so files keep one layout on every backend.
+    """
+
+    def __init__(self, head, mpae, name="optimizer_pair"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.parts = _Parts(head, mpae)
+        self.built = True
+
+    @property
+    def variables(self):
+        return self.parts.head.variables + self.parts.mpae.variables
+
+    @property
+    def iterations(self):
+        return self.parts.head.iterations
+
+    @property
+    def learning_rate(self):
+        return self.parts.head.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if hasattr(self, "parts"):  # the base class sets its own at construction
+            self.parts.head.learning_rate = value
+
+    def build(self, variables):
+        pass
+
+    def apply(self, grads, trainable_variables=None):
+        raise NotImplementedError("OptimizerPair applies nothing: use parts.head and parts.mpae")
+
+    def scale_loss(self, loss):
+        return self.parts.head.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.parts.head.finalize_variable_values(var_list)
+        self.parts.mpae.finalize_variable_values(var_list)
+
+    def save_own_variables(self, store):
+        self.parts.head.save_own_variables(store)
+
+    def load_own_variables(self, store):
+        self.parts.head.load_own_variables(store)
+
+    def get_config(self):
+        return self.parts.head.get_config()

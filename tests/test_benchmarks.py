@@ -134,3 +134,21 @@ def test_exported_formats_are_timed_beside_the_saved_model(tmp_path):
             assert "dam-cnn-tf[onnx]" in value["error"]
             continue
         assert value["images_per_s"] > 0, name
+
+
+@pytest.mark.slow
+def test_the_device_script_runs_end_to_end_at_toy_sizes(tmp_path):
+    """``benchmarks/device.sh --toy``: every section of the GPU run, on the JAX CPU build (~2.5 min)."""
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "device.sh"), "--toy"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "device-toy.json").read_text())
+    assert not report["failed"]
+    assert report["sections"]["machine"]["keras_backend"] == "jax"
+    for name in ("stage2-float32", "stage2-mixed_bfloat16", "stage2-sgd"):
+        assert all(row["samples_per_s"] > 0 and 0 < row["fraction_of_square_matmul"] for row in
+                   report["sections"][name]["batches"].values())
+    for name in ("stage1-face-resnet-train", "stage1-vgg-face-infer"):
+        assert set(report["sections"][name]["batches"]) == {"1", "4"}

@@ -18,39 +18,11 @@ from dam_cnn_tf.models.face_resnet import (
 )
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsShapeError
 from dam_cnn_tf.weights.face_resnet import convert_face_resnet, load_face_resnet_weights
+from face_api_reference import numpy_pad_to_square as _numpy_pad_to_square
+from face_api_reference import numpy_resize_bilinear as _numpy_resize_bilinear
 from tfjs_files import write_manifest
 
 MANIFEST_NAME = "face_recognition_model-weights_manifest.json"
-
-
-def _js_round_half(diff):
-    return int(np.floor(diff * 0.5 + 0.5))  # Math.round(diff * 0.5)
-
-
-def _numpy_pad_to_square(image):
-    h, w = image.shape[:2]
-    diff = abs(h - w)
-    after = _js_round_half(diff)
-    before = diff - after
-    if h < w:
-        return np.pad(image, ((before, after), (0, 0), (0, 0)))
-    return np.pad(image, ((0, 0), (before, after), (0, 0)))
-
-
-def _numpy_resize_bilinear(image, size):
-    """tf.image.resizeBilinear with align_corners=False, half_pixel_centers=False."""
-    h, w = image.shape[:2]
-    out = np.zeros((size, size, image.shape[2]), np.float64)
-    for i in range(size):
-        y = i * h / size
-        y0 = int(np.floor(y)); y1 = min(y0 + 1, h - 1); dy = y - y0
-        for j in range(size):
-            x = j * w / size
-            x0 = int(np.floor(x)); x1 = min(x0 + 1, w - 1); dx = x - x0
-            top = image[y0, x0] * (1 - dx) + image[y0, x1] * dx
-            bottom = image[y1, x0] * (1 - dx) + image[y1, x1] * dx
-            out[i, j] = top * (1 - dy) + bottom * dy
-    return out
 
 
 @pytest.mark.parametrize("shape", [(5, 8, 3), (8, 5, 3), (7, 7, 3), (4, 9, 1)])

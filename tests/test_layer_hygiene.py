@@ -12,6 +12,8 @@ from dam_cnn_tf.models.vgg_face import VGGFacePreprocess
 
 from layer_checks import check_layer
 
+pytestmark = pytest.mark.backends  # run under every Keras backend (README, Set up)
+
 CASES = {
     "serd": (lambda **kw: SERDLayer(kernel_initializer="glorot_uniform", **kw), (3, 4, 5), {}),
     "serd-attention": (lambda **kw: SERDLayer(return_attention=True, **kw), (3, 4, 5), {}),

@@ -1,12 +1,16 @@
-"""MPVS-Net: gradient routing of Eq. 10-11, Algorithm 1's per-path option, fit and saving."""
+"""MPVS-Net: gradient routing of Eq. 10-11, Algorithm 1's per-path option, fit and saving.
+
+Backend-neutral: run under every Keras backend (``KERAS_BACKEND=jax python -m pytest -m backends``).
+"""
 
 import numpy as np
 import keras
 import pytest
-import tensorflow as tf
 
 from dam_cnn_tf import MPVSNet
-from dam_cnn_tf.models.mpae import reconstruction_losses
+from mpvs_reference import gradient, losses, variable_names, weights_of
+
+pytestmark = pytest.mark.backends  # run under every Keras backend (README, Set up)
 
 N_FEATURES, N_CLASSES, N_PATHS = 10, 3, 2
 
@@ -29,18 +33,12 @@ def make_net(lam=20.0, per_path=False):
 
 
 def separate_gradients(net, s, labels, targets):
-    """∇L_ce and ∇ΣJ_j for every variable, each from its own tape."""
-    variables = net.trainable_variables
-    with tf.GradientTape() as tape:
-        probs = net(s)
-        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
-    g_ce = tape.gradient(ce, variables)
-    with tf.GradientTape() as tape:
-        recon = net.mpae.reconstruct(s)
-        j_all = tf.reduce_sum(reconstruction_losses(recon, net.mpae.scale_targets(targets)))
-    g_j = tape.gradient(j_all, variables)
-    dense = lambda g, v: np.zeros(v.shape, "float32") if g is None else g.numpy()  # noqa: E731
-    return {v.path: (dense(a, v), dense(b, v)) for v, a, b in zip(variables, g_ce, g_j)}
+    """∇L_ce and ∇ΣJ_j for every variable, by central differences of the NumPy forward pass."""
+    w, names = weights_of(net), variable_names(net)
+    every = sorted(set(names.values()))
+    g_ce = gradient(w, lambda w: losses(w, s, labels, targets)[0], every)
+    g_j = gradient(w, lambda w: sum(losses(w, s, labels, targets)[1]), every)
+    return {v.path: (g_ce[names[id(v)]], g_j[names[id(v)]]) for v in net.trainable_variables}
 
 
 def test_gradient_routing_follows_eq_10_and_11():
@@ -55,19 +53,47 @@ def test_gradient_routing_follows_eq_10_and_11():
     encoder = {v.path for v in net.mpae.encoder.trainable_variables}
     decoders = {v.path for v in net.mpae.decoders.trainable_variables}
     for v in net.trainable_variables:
-        delta = before[v.path] - v.numpy()
+        delta = before[v.path] - v.numpy()  # SGD at lr 1: the gradient each part was given
         g_ce, g_j = grads[v.path]
         if v.path in head:
             # Eq. 10: the head sees the cross-entropy alone, not λ·L_ce.
-            np.testing.assert_allclose(delta, g_ce, rtol=1e-4, atol=1e-6)
-            assert not np.allclose(delta, 20.0 * g_ce, atol=1e-6)
+            np.testing.assert_allclose(delta, g_ce, rtol=1e-3, atol=1e-5)
+            assert not np.allclose(delta, 20.0 * g_ce, atol=1e-5)
         elif v.path in encoder:
             # Eq. 11: the encoder sees both the reconstructions and λ·L_ce.
-            assert np.abs(g_j).max() > 0 and np.abs(g_ce).max() > 0
-            np.testing.assert_allclose(delta, g_j + 20.0 * g_ce, rtol=1e-4, atol=1e-6)
+            assert np.abs(g_j).max() > 1e-3 and np.abs(g_ce).max() > 1e-3
+            np.testing.assert_allclose(delta, g_j + 20.0 * g_ce, rtol=1e-3, atol=1e-5)
         else:
             assert v.path in decoders
-            np.testing.assert_allclose(delta, g_j, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(delta, g_j, rtol=1e-3, atol=1e-5)
+
+
+def test_per_path_step_follows_algorithm_1_lines_7_to_9():
+    s, labels, targets = make_batch()
+    net = make_net(lam=20.0, per_path=True)
+    net.mpae.adapt(s)
+    net.compile(optimizer=keras.optimizers.SGD(1.0), mpae_optimizer=keras.optimizers.SGD(1.0))
+    names = variable_names(net)
+    start = weights_of(net)
+    path = 1
+    # Lines 7-8: the encoder and decoder j descend J_j + λ·L_ce, at the weights the step starts from.
+    g_mpae = gradient(start, lambda w: losses(w, s, labels, targets)[1][path] + 20.0 * losses(w, s, labels, targets)[0],
+                      ["W_E", "B_E", f"V_{path}", f"B_D{path}"])
+    net._apply_routed_gradients(s, labels, targets, path=path)
+    after = weights_of(net)
+    for name, g in g_mpae.items():
+        np.testing.assert_allclose(start[name] - after[name], g, rtol=1e-3, atol=1e-5)
+    for name in ("V_0", "B_D0"):  # the other path is left alone
+        np.testing.assert_array_equal(start[name], after[name])
+    # Line 9: the head descends L_ce through the encoder lines 7-8 have just updated.
+    mixed = {**start, "W_E": after["W_E"], "B_E": after["B_E"], f"V_{path}": after[f"V_{path}"]}
+    g_head = gradient(mixed, lambda w: losses(w, s, labels, targets)[0], ["W_1", "B_1", "W_2", "B_2"])
+    old = gradient(start, lambda w: losses(w, s, labels, targets)[0], ["W_1", "B_1", "W_2", "B_2"])
+    for v in net.head_variables():
+        name = names[id(v)]
+        np.testing.assert_allclose(start[name] - after[name], g_head[name], rtol=1e-3, atol=1e-5)
+    # The gradient at the old encoder differs, so the check above tells the two orders apart.
+    assert any(not np.allclose(g_head[n], old[n], atol=1e-4) for n in g_head)
 
 
 def test_head_update_does_not_depend_on_lambda():
@@ -96,8 +122,10 @@ def test_each_optimizer_holds_only_its_own_variables():
     slots = lambda opt: sum(  # noqa: E731
         int(np.prod(v.shape)) for v in opt.variables if "momentum" in v.path or "velocity" in v.path
     )
-    assert slots(net.optimizer) == 2 * head_size  # Adam: two moments per weight
-    assert slots(net.mpae_optimizer) == 2 * mpae_size
+    head_optimizer, mpae_optimizer = net.optimizers()
+    assert mpae_optimizer is net.mpae_optimizer
+    assert slots(head_optimizer) == 2 * head_size  # Adam: two moments per weight
+    assert slots(mpae_optimizer) == 2 * mpae_size
 
 
 def test_per_path_option_makes_n_updates_per_batch():

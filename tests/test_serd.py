@@ -6,6 +6,8 @@ import pytest
 
 from dam_cnn_tf import SERDLayer, serd_regularizer
 
+pytestmark = pytest.mark.backends  # run under every Keras backend (README, Set up)
+
 
 def numpy_serd(h_c, kernel, bias, gamma1, gamma2):
     """Eq. 1-3 written out: 1x1 conv to one channel, tanh, ReLU(M ⊙ h_c), L_reg per sample."""
@@ -78,12 +80,15 @@ def test_attention_starts_uniform_and_keeps_every_position():
     np.testing.assert_allclose(np.asarray(mask), np.tanh(1.0), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(h_s), np.tanh(1.0) * h_c, rtol=1e-5)
     # ... and W_a gets a gradient from there, different at each position's features.
-    import tensorflow as tf
+    from keras import ops
 
-    with tf.GradientTape() as tape:
+    from dam_cnn_tf.models.steps import gradients
+
+    def objective():
         h_s, _ = layer(h_c)
-        loss = tf.reduce_sum(h_s * np.linspace(-1, 1, 64, dtype="float32"))
-    kernel_grad = tape.gradient(loss, layer.attention_conv.kernel)
+        return ops.sum(h_s * np.linspace(-1, 1, 64, dtype="float32")), None
+
+    (kernel_grad,), _ = gradients(objective, [layer.attention_conv.kernel])
     assert np.abs(np.asarray(kernel_grad)).min() > 0
     random_start = SERDLayer(return_attention=True, kernel_initializer="glorot_uniform")
     # What the uniform start avoids: tanh saturated (at +1 or -1), where W_a learns nothing.

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 # face-api's per-channel mean, in R, G, B order, and its divisor.
 FACE_RESNET_MEAN_RGB = (122.782, 117.001, 104.298)
@@ -47,15 +47,46 @@ BLOCKS = (
 FEATURE_BLOCK = "conv256_2"
 
 
+def _non_negative(x):
+    # Sides are Python ints where the shape is known (always on JAX) and tensors where it is
+    # not (a TensorFlow graph of any image size); both take the same arithmetic.
+    return max(x, 0) if isinstance(x, int) else ops.maximum(x, 0)
+
+
+def _split(diff):
+    after = (diff + 1) // 2  # JavaScript's Math.round(diff / 2): halves round up
+    return diff - after, after
+
+
 def pad_to_square(images):
     """Zero-pad ``(B, H, W, C)`` to a square as face-api's ``padToSquare(x, true)`` does."""
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    diff = tf.abs(height - width)
-    after = (diff + 1) // 2  # JavaScript's Math.round(diff / 2): halves round up
-    before = diff - after
-    pad_rows = tf.where(height < width, tf.stack([before, after]), tf.zeros(2, tf.int32))
-    pad_cols = tf.where(width < height, tf.stack([before, after]), tf.zeros(2, tf.int32))
-    return tf.pad(images, [[0, 0], pad_rows, pad_cols, [0, 0]])
+    shape = ops.shape(images)
+    height, width = shape[1], shape[2]
+    rows = _split(_non_negative(width - height))
+    cols = _split(_non_negative(height - width))
+    return ops.pad(images, [[0, 0], list(rows), list(cols), [0, 0]])
+
+
+def _resize_axis(x, axis: int, size: int):
+    """TensorFlow's legacy bilinear resize along one axis (``align_corners=False,
+    half_pixel_centers=False``, what face-api calls): output ``i`` reads the input at
+    ``i · in / out``, between its two neighbours, the last one repeated at the edge."""
+    length = ops.shape(x)[axis]
+    position = ops.arange(size, dtype="float32") * (ops.cast(length, "float32") / size)
+    lower = ops.floor(position)
+    weight = ops.cast(position - lower, x.dtype)
+    lower = ops.cast(lower, "int32")
+    upper = ops.minimum(lower + 1, ops.cast(length, "int32") - 1)
+    shape = [1, 1, 1, 1]
+    shape[axis] = size
+    weight = ops.reshape(weight, shape)
+    low, high = ops.take(x, lower, axis=axis), ops.take(x, upper, axis=axis)
+    return low + (high - low) * weight
+
+
+def resize_bilinear_legacy(images, size: int):
+    """``(B, H, W, C)`` to ``(B, size, size, C)`` as ``tf.image.resize_bilinear`` (TF 1) did."""
+    return _resize_axis(_resize_axis(images, 2, size), 1, size)
 
 
 @keras.saving.register_keras_serializable(package="dam_cnn_tf")
@@ -71,15 +102,13 @@ class FaceResNetPreprocess(keras.layers.Layer):
         self.size = int(size)
 
     def call(self, images):
-        x = tf.cast(images, self.compute_dtype if self.compute_dtype == "float64" else "float32")
+        x = ops.cast(images, self.compute_dtype if self.compute_dtype == "float64" else "float32")
         if x.shape[-1] == 1:
-            x = tf.repeat(x, 3, axis=-1)
+            x = ops.repeat(x, 3, axis=-1)
         if not (x.shape[1] == x.shape[2] == self.size):
-            x = pad_to_square(x)
-            x = tf.raw_ops.ResizeBilinear(images=x, size=[self.size, self.size],
-                                          align_corners=False, half_pixel_centers=False)
-        x = (x - tf.constant(FACE_RESNET_MEAN_RGB, x.dtype)) / FACE_RESNET_SCALE
-        return tf.cast(x, self.compute_dtype)
+            x = resize_bilinear_legacy(pad_to_square(x), self.size)
+        x = (x - ops.convert_to_tensor(FACE_RESNET_MEAN_RGB, x.dtype)) / FACE_RESNET_SCALE
+        return ops.cast(x, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size, self.size, 3)
@@ -113,9 +142,9 @@ class DownsampleShortcut(keras.layers.Layer):
         self.channels = int(channels)
 
     def call(self, x):
-        pooled = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+        pooled = ops.average_pool(x, 2, 2, "valid")
         extra = self.channels - pooled.shape[-1]
-        return tf.pad(pooled, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else pooled
+        return ops.pad(pooled, [[0, 0], [0, 0], [0, 0], [0, extra]]) if extra else pooled
 
     def compute_output_shape(self, input_shape):
         side = lambda n: None if n is None else n // 2  # noqa: E731

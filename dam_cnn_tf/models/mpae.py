@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from dam_cnn_tf import hparams
 from dam_cnn_tf.layers.decoders import ConvMultiPathDecoder, MultiPathDecoder
 from dam_cnn_tf.layers.feature_scaling import FeatureScaler
+from dam_cnn_tf.models import steps
+from dam_cnn_tf.models.steps import replica_share
 
 DECODER_KINDS = ("dense", "conv")
-
-
-def replica_share(loss):
-    """``loss / replicas``: under ``tf.distribute`` each replica's gradients are summed."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
 
 
 def reconstruction_losses(reconstructions, targets):
@@ -127,7 +122,7 @@ class MultiPathAutoencoder(keras.Model):
         fc6). The encoder sees ``s / max`` (clipped), so row i of ``kernel`` is multiplied by
         ``max_i``; the activations still differ (sigmoid here, ReLU in fc6). Call after ``adapt``.
         """
-        feature_max = np.asarray(self.scaler.feature_max.numpy(), dtype=np.float64)
+        feature_max = np.asarray(keras.ops.convert_to_numpy(self.scaler.feature_max), dtype=np.float64)
         kernel = np.asarray(kernel, dtype=np.float64) * feature_max[:, None]
         self.encoder.set_weights([kernel.astype("float32"), np.asarray(bias, dtype="float32")])
 
@@ -151,16 +146,21 @@ class MultiPathAutoencoder(keras.Model):
             tracker.update_state(per_path[j])
         return {m.name: m.result() for m in self.metrics}
 
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            per_path, total = self._step_losses(data, training=True)
-            scaled = self.optimizer.scale_loss(replica_share(total))
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._report(per_path, total)
+    # On JAX, Keras calls these with the state first: ``train_step(state, data)`` (see ``steps``).
+    def train_step(self, *args):
+        return steps.train_step(self, self._train_step, args)
 
-    def test_step(self, data):
-        return self._report(*self._step_losses(data, training=False))
+    def test_step(self, *args):
+        return steps.test_step(self, lambda data: self._report(*self._step_losses(data, training=False)), args)
+
+    def _train_step(self, data):
+        def objective():  # Eq. 9
+            per_path, total = self._step_losses(data, training=True)
+            return self.optimizer.scale_loss(replica_share(total)), (per_path, total)
+
+        grads, (per_path, total) = steps.gradients(objective, self.trainable_variables)
+        steps.apply(self.optimizer, grads, self.trainable_variables, self.trainable_variables)
+        return self._report(per_path, total)
 
     def get_config(self):
         return {

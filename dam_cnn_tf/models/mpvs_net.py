@@ -6,8 +6,9 @@ MPAE encoder → FC (ReLU) → FC (softmax). The two parts learn by different ru
 * the MPAE (encoder and decoders) minimises ``Σ_j J_j + λ·L_ce`` (Eq. 11), at ``alpha_m``.
 
 So the head's update never sees λ or the reconstruction losses, while the encoder's sees
-both. One fused update per batch over all paths is the default: both parts step at once, from
-one forward pass. ``per_path_updates=True`` runs Algorithm 1's inner loop instead (lines 6-10):
+both; ``_routed_objective`` writes both rules as one scalar whose gradient gives each part its
+own (one forward and one backward pass, on every Keras backend). One fused update per batch
+over all paths is the default: both parts step at once. ``per_path_updates=True`` runs Algorithm 1's inner loop instead (lines 6-10):
 for each path j, update the encoder and decoder j with ``J_j + λ·L_ce`` (lines 7-8), and then
 the head with ``L_ce`` computed through the encoder just updated (line 9), N updates per batch.
 Under Adam each variable's bias correction then counts its own updates (the encoder N per batch,
@@ -17,12 +18,13 @@ decoder j one), as if each path had an optimizer of its own.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from dam_cnn_tf import hparams
-from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses, replica_share
-from dam_cnn_tf.optimizers import FusedAdam
+from dam_cnn_tf.models import steps
+from dam_cnn_tf.models.mpae import MultiPathAutoencoder, reconstruction_losses
+from dam_cnn_tf.models.steps import replica_share
+from dam_cnn_tf.optimizers import FusedAdam, OptimizerPair
 
 
 def _unpack_labels_and_targets(y):
@@ -130,16 +132,28 @@ class MPVSNet(keras.Model):
         super().compile(optimizer=head_optimizer, **kwargs)
         # Each optimizer holds slots for its own variables only: Adam's moments for the
         # ~100M-weight decoders must not be duplicated in the head's optimizer.
-        self.optimizer.build(self.head_variables())
+        head_optimizer.build(self.head_variables())
         self.mpae_optimizer = mpae_optimizer
         self.mpae_optimizer.build(self.mpae_variables())
+        if steps.backend() == "jax":
+            # JAX's fit carries ``model.optimizer.variables`` through its compiled step: both
+            # optimizers' state must be there. ``optimizer`` still saves as the head's alone.
+            self.optimizer = OptimizerPair(head_optimizer, mpae_optimizer)
+
+    def optimizers(self):
+        """``(head optimizer, MPAE optimizer)``: Eq. 10's and Eq. 11's (``None`` before ``compile``)."""
+        optimizer = getattr(self, "optimizer", None)
+        if isinstance(optimizer, OptimizerPair):
+            return optimizer.parts.head, optimizer.parts.mpae
+        return optimizer, self.mpae_optimizer
 
     def get_compile_config(self):
-        if self.optimizer is None or self.mpae_optimizer is None:
+        head_optimizer, mpae_optimizer = self.optimizers()
+        if head_optimizer is None or mpae_optimizer is None:
             return None
         return {
-            "optimizer": keras.optimizers.serialize(self.optimizer),
-            "mpae_optimizer": keras.optimizers.serialize(self.mpae_optimizer),
+            "optimizer": keras.optimizers.serialize(head_optimizer),
+            "mpae_optimizer": keras.optimizers.serialize(mpae_optimizer),
         }
 
     def compile_from_config(self, config):
@@ -159,10 +173,15 @@ class MPVSNet(keras.Model):
             self.accuracy_metric,
         ]
 
-    def _forward(self, s, labels, targets, training, path=None):
-        """Cross-entropy, per-path reconstruction losses and probabilities for one batch."""
+    def _forward(self, s, labels, targets, training, path=None, encoder_ce_weight=None):
+        """Cross-entropy, per-path reconstruction losses and probabilities for one batch.
+
+        ``encoder_ce_weight`` scales the cross-entropy's gradient on its way from the head into
+        the encoder (see ``_routed_objective``); the values computed are the same.
+        """
         h = self.mpae.encode(s, training=training)
-        probabilities = self.classify(h, training=training)
+        head_input = h if encoder_ce_weight is None else steps.scale_gradient(h, encoder_ce_weight)
+        probabilities = self.classify(head_input, training=training)
         cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
         scaled_targets = self.mpae.scale_targets(targets)
         if path is None:
@@ -172,36 +191,57 @@ class MPVSNet(keras.Model):
             per_path = reconstruction_losses(reconstruction, scaled_targets[:, path : path + 1])
         return cross_entropy, per_path, probabilities
 
+    def _routed_objective(self, s, labels, targets, path=None):
+        """Eq. 10 and Eq. 11 as one scalar, whose gradient is each part's own update rule.
+
+        ``ΣJ_j + L_ce``, with the cross-entropy's gradient multiplied by λ where it leaves the
+        head for the encoder: the head's gradient is ∇L_ce (Eq. 10), the decoders' ∇ΣJ_j and the
+        encoder's ∇(ΣJ_j + λ·L_ce) (Eq. 11), from one forward and one backward pass on every
+        backend. Each term carries its own optimizer's loss scale (mixed_float16), so λ's factor
+        is corrected by their ratio. With ``path``, J_j of that path alone (Algorithm 1, line 8).
+        """
+        head_optimizer, mpae_optimizer = self.optimizers()
+        head_scale = head_optimizer.scale_loss(ops.ones((), "float32"))
+        mpae_scale = mpae_optimizer.scale_loss(ops.ones((), "float32"))
+        cross_entropy, per_path, probabilities = self._forward(
+            s, labels, targets, True, path, encoder_ce_weight=self.lam * mpae_scale / head_scale)
+        objective = (mpae_scale * replica_share(ops.sum(per_path))
+                     + head_scale * replica_share(cross_entropy))
+        return objective, (cross_entropy, per_path, probabilities)
+
+    def _head_objective(self, s, labels):
+        """Eq. 10's cross-entropy for the head alone, the encoder held as it is (Algorithm 1, line 9)."""
+        head_optimizer, _ = self.optimizers()
+        h = ops.stop_gradient(self.mpae.encode(s, training=True))
+        cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, self.classify(h, training=True)))
+        return head_optimizer.scale_loss(replica_share(cross_entropy)), None
+
     def _apply_routed_gradients(self, s, labels, targets, path=None):
-        """One update of Eq. 10 (head) and Eq. 11 (MPAE) from a single forward pass."""
+        """One update of Eq. 10 (head) and Eq. 11 (MPAE); with ``path``, Algorithm 1's lines 7-9."""
+        head_optimizer, mpae_optimizer = self.optimizers()
         head_vars = self.head_variables()
         # Algorithm 1, line 8 updates the encoder and decoder j only; the other paths are left
         # alone, optimizer state included.
         mpae_vars = self.mpae_variables() if path is None else self.mpae.path_variables(path)
-        with tf.GradientTape(persistent=True) as tape:
-            cross_entropy, per_path, probabilities = self._forward(s, labels, targets, True, path)
-            mpae_objective = ops.sum(per_path) + self.lam * cross_entropy  # Eq. 11
-            head_scaled = self.optimizer.scale_loss(replica_share(cross_entropy))  # Eq. 10
-            mpae_scaled = self.mpae_optimizer.scale_loss(replica_share(mpae_objective))
-        mpae_grads = tape.gradient(mpae_scaled, mpae_vars)
-        head_grads = tape.gradient(head_scaled, head_vars) if path is None else None
-        del tape
-        self.mpae_optimizer.apply(mpae_grads, mpae_vars)
-        if path is not None:  # Algorithm 1, line 9 after lines 7-8: through the updated encoder
-            head_grads = self._head_gradients(s, labels, head_vars)
-        self.optimizer.apply(head_grads, head_vars)
+        routed = head_vars + mpae_vars if path is None else mpae_vars
+        grads, (cross_entropy, per_path, probabilities) = steps.gradients(
+            lambda: self._routed_objective(s, labels, targets, path), routed)
+        steps.apply(mpae_optimizer, grads[len(routed) - len(mpae_vars):], mpae_vars, self.mpae_variables())
+        if path is None:
+            head_grads = grads[: len(head_vars)]
+        else:  # Algorithm 1, line 9 after lines 7-8: through the updated encoder
+            head_grads, _ = steps.gradients(lambda: self._head_objective(s, labels), head_vars)
+        steps.apply(head_optimizer, head_grads, head_vars, head_vars)
         return cross_entropy, per_path, probabilities
 
-    def _head_gradients(self, s, labels, head_vars):
-        """∇ of Eq. 10's cross-entropy with respect to the head, the encoder held as it is."""
-        h = ops.stop_gradient(self.mpae.encode(s, training=True))
-        with tf.GradientTape() as tape:
-            probabilities = self.classify(h, training=True)
-            cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
-            scaled = self.optimizer.scale_loss(replica_share(cross_entropy))
-        return tape.gradient(scaled, head_vars)
+    # On JAX, Keras calls these with the state first: ``train_step(state, data)`` (see ``steps``).
+    def train_step(self, *args):
+        return steps.train_step(self, self._train_step, args)
 
-    def train_step(self, data):
+    def test_step(self, *args):
+        return steps.test_step(self, self._test_step, args)
+
+    def _train_step(self, data):
         s, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels, targets = _unpack_labels_and_targets(y)
         if not self.per_path_updates:
@@ -214,7 +254,7 @@ class MPVSNet(keras.Model):
             per_path = ops.stack(path_losses)
         return self._report(labels, cross_entropy, per_path, probabilities)
 
-    def test_step(self, data):
+    def _test_step(self, data):
         s, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(y, dict) or isinstance(y, (tuple, list)):
             labels, targets = _unpack_labels_and_targets(y)
