@@ -89,7 +89,7 @@ def test_a_model_below_the_frozen_probe_is_told_in_one_line():
     pixels = {"name": "pixels", "mean_accuracy": 0.60, "std_accuracy": 0.01, "fold_accuracies": [0.59, 0.61]}
     warning = below_probe_warning(model, {PIXELS.key: pixels, FROZEN.key: frozen})
     assert warning is not None and "\n" not in warning
-    assert "DAM-CNN (80.00%) is below" in warning and "(82.00%)" in warning and "docs/results.md" in warning
+    assert "mean (80.00%) is below" in warning and "(82.00%)" in warning and "docs/results.md" in warning
     assert warning in comparison_markdown(model, {PIXELS.key: pixels, FROZEN.key: frozen})
     assert below_probe_warning({**model, "mean_accuracy": 0.82}, {FROZEN.key: frozen}) is None  # a tie is not below
     assert below_probe_warning(model, {PIXELS.key: pixels}) is None  # no probe, no claim

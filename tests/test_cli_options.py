@@ -107,7 +107,8 @@ def test_train_options_reach_the_run(options_run, faces):
     split = read_json(run / "split.json")
     assert len(split["train"]) + len(split["val"]) == faces["count"]  # the two "confused" faces dropped
     assert f"{len(split['train'])} training and {len(split['val'])} validation faces" in output
-    assert set(seen["optimizers"]) == {"FusedSGD"} and len(seen["optimizers"]) == 3  # stage 1, head, MPAE
+    # Stage 1: the model as built, its fine-tuning phase, the model as saved; stage 2: head and MPAE.
+    assert set(seen["optimizers"]) == {"FusedSGD"} and len(seen["optimizers"]) == 5
     assert seen["augmented"] >= 1
     assert seen["paths"] == {0, 1}  # Algorithm 1's inner loop, one update per path
     features = np.load(run / "features" / "train.npy", mmap_mode="r")

@@ -49,6 +49,7 @@ def test_probe_trains_the_head_only_then_fine_tuning_moves_the_chosen_blocks(tmp
     assert same(weights_of(probed, *blocks), original)  # the probe leaves the backbone alone
     state = RunDir(tmp_path / "probe").read_json("state.json")
     assert state["info"]["stage1_probe"]["steps"] == 4 and state["info"]["stage1"]["trunk_cache"]
+    assert state["completed"] == ["stage1"]  # the phases are done with once the stage is
 
     tuned = train_stage1(config(manifest), train, val, RunDir(tmp_path / "tuned"), 3, verbose=0)
     after = weights_of(tuned, *blocks)

@@ -173,7 +173,7 @@ def below_probe_warning(summary: dict, baselines: dict):
     frozen = baselines.get(FROZEN.key)
     if frozen is None or summary["mean_accuracy"] >= frozen["mean_accuracy"]:
         return None
-    return (f"Warning: {summary['name']} ({100 * summary['mean_accuracy']:.2f}%) is below the logistic regression on "
+    return (f"Warning: the model's mean ({100 * summary['mean_accuracy']:.2f}%) is below the logistic regression on "
             f"its frozen backbone features ({100 * frozen['mean_accuracy']:.2f}%) on the same folds: training lost "
             "what the pretrained features already give; see 'Below the frozen probe' in docs/results.md")
 

@@ -154,7 +154,11 @@ class RunDir:
         return set(self.read_json("state.json", {}).get("completed", []))
 
     def mark_completed(self, step: str, **info) -> None:
+        """Record ``step`` as done, with ``info``; ``done_with`` lists steps it replaces in
+        ``completed`` (their info stays), e.g. a stage's phases once the stage is done."""
+        done_with = info.pop("done_with", ())
         state = self.read_json("state.json", {"completed": []})
+        state["completed"] = [s for s in state["completed"] if s not in done_with]
         if step not in state["completed"]:
             state["completed"].append(step)
         state.setdefault("info", {})[step] = info

@@ -272,8 +272,9 @@ def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir,
     compile_vgg_serd(vgg_serd, optimizer=make_optimizer(config.optimizer, config.alpha_s), jit_compile=config.jit_compile)
     vgg_serd.optimizer.build(vgg_serd.trainable_variables)
     atomic_save_weights(vgg_serd, final)
-    run.mark_completed("stage1", epochs=epochs, trunk_cache=uses_trunk_cache(config),
-                       phases=[phase[0] for phase in phases])
+    names = [phase[0] for phase in phases]
+    run.mark_completed("stage1", epochs=epochs, trunk_cache=uses_trunk_cache(config), phases=names,
+                       done_with=[f"stage1_{name}" for name in names])
     return vgg_serd
 
 
