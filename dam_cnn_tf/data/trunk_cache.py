@@ -57,7 +57,8 @@ class TrunkCache:
         shards = []
         for keys_path in sorted(self.path.glob("shard-*.keys.npy")):
             maps_path = keys_path.with_name(keys_path.name.replace(".keys.npy", ".maps.npy"))
-            shards.append((np.load(keys_path), np.load(maps_path, mmap_mode="r")))
+            shards.append((np.load(keys_path, allow_pickle=False),
+                           np.load(maps_path, mmap_mode="r", allow_pickle=False)))
         return shards
 
     def _index(self) -> dict:
