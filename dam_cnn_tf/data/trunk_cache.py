@@ -61,10 +61,11 @@ class TrunkCache:
                            np.load(maps_path, mmap_mode="r", allow_pickle=False)))
         return shards
 
-    def _index(self) -> dict:
-        """Digest → (shard number, row) over every complete shard."""
+    @staticmethod
+    def _index(shards) -> dict:
+        """Digest → (shard number, row) over the complete shards given."""
         index = {}
-        for number, (keys, _) in enumerate(self._shards()):
+        for number, (keys, _) in enumerate(shards):
             for row, key in enumerate(keys):
                 index.setdefault(key.tobytes(), (number, row))
         return index
@@ -81,7 +82,7 @@ class TrunkCache:
 
     def missing(self, faces: np.ndarray) -> int:
         """How many distinct faces of ``faces`` have no maps yet."""
-        index = self._index()
+        index = self._index(self._shards())
         return len({key.tobytes() for key in face_keys(faces)} - set(index))
 
     def maps(self, faces: np.ndarray, compute: Callable[[np.ndarray], np.ndarray], log=None) -> np.ndarray:
@@ -91,7 +92,8 @@ class TrunkCache:
         the cache does not hold, at most ``SHARD_FACES`` at a time, each batch saved at once.
         """
         keys = face_keys(faces)
-        index = self._index()
+        shards = self._shards()
+        index = self._index(shards)
         todo, seen = [], set(index)
         for i, key in enumerate(keys):
             if key.tobytes() not in seen:
@@ -103,9 +105,9 @@ class TrunkCache:
                 log(f"Trunk maps: faces {start + 1}-{start + len(chunk)} of {len(todo)} not yet cached")
             both = np.stack([compute(faces[chunk]), compute(mirrored(faces[chunk]))], axis=1)
             self._write_shard(keys[chunk], both)
-        if todo:
-            index = self._index()
-        shards = self._shards()
+        if todo:  # the shards just written, read once more
+            shards = self._shards()
+            index = self._index(shards)
         where = np.array([index[key.tobytes()] for key in keys], np.int64).reshape(-1, 2)
         out = None
         for number, (_, shard_maps) in enumerate(shards):
