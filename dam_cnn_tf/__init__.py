@@ -35,6 +35,8 @@ _EXPORTS = {
     "build_vgg_serd": "dam_cnn_tf.models.vgg_serd",
     "compile_vgg_serd": "dam_cnn_tf.models.vgg_serd",
     "salient_feature_model": "dam_cnn_tf.models.vgg_serd",
+    "from_preset": "dam_cnn_tf.presets",
+    "ReadFacesAs": "dam_cnn_tf.layers.read_faces",
 }
 
 
@@ -66,4 +68,6 @@ __all__ = [
     "compile_vgg_serd",
     "salient_feature_model",
     "build_dam_cnn",
+    "from_preset",
+    "ReadFacesAs",
 ]

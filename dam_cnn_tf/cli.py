@@ -49,10 +49,11 @@ def _register():
     from dam_cnn_tf.commands.experiment import experiment
     from dam_cnn_tf.commands.export import export
     from dam_cnn_tf.commands.predict import predict
+    from dam_cnn_tf.commands.presets import presets
     from dam_cnn_tf.commands.train import train
     from dam_cnn_tf.weights.cli import weights
 
-    for command in (train, crossval, evaluate, predict, export, demo, experiment, weights):
+    for command in (train, crossval, evaluate, predict, export, presets, demo, experiment, weights):
         main.add_command(command)
 
 

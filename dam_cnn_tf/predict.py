@@ -46,14 +46,16 @@ def _one_line(text, limit: int = 300) -> str:
 
 
 def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
-    """``RUN_DIR/model.keras`` for a run directory, the path itself for a model file."""
-    path = Path(model)
+    """``RUN_DIR/model.keras`` for a run directory or a preset's name, the path itself for a model file."""
+    from dam_cnn_tf.presets import model_folder
+
+    path = model_folder(model) or Path(model)
     if path.is_dir():
         path = path / MODEL_FILE
         if not path.is_file():
             raise PredictError(f"{model}: no {MODEL_FILE} in this run directory (has training finished?)")
     elif not path.is_file():
-        raise PredictError(f"model {model} does not exist")
+        raise PredictError(f"model {model} does not exist (nor is it a preset: damcnn-tf presets lists them)")
     return path
 
 
@@ -121,7 +123,8 @@ class SourcePrediction:
     """The faces of one image, or one frame of a video (``frame`` index, ``timestamp`` in seconds).
 
     ``relative`` is the path relative to the folder it was found in (its name for a file given
-    directly); ``image`` is kept (RGB uint8) only when asked for, e.g. to draw heat maps."""
+    directly); ``image`` is kept (RGB uint8) only when asked for, e.g. to draw heat maps;
+    ``size`` is the image's ``(height, width)``."""
 
     path: str
     faces: list
@@ -129,16 +132,20 @@ class SourcePrediction:
     timestamp: Optional[float] = None
     relative: str = ""
     image: Optional[np.ndarray] = None
+    size: Optional[tuple] = None
 
 
 @dataclasses.dataclass
 class PredictionReport:
     """Everything ``predict_paths`` did: ``results`` per image or frame, ``bad`` ``(path, reason)``
-    for unreadable files, ``no_face`` for images and frames where no face was found."""
+    for unreadable files, ``no_face`` for images and frames where no face was found, and
+    ``min_face_side`` the side in pixels of the smallest face the detector looked for in each
+    ``no_face`` entry (where the detector has a minimum, as ``HaarFaceDetector`` does)."""
 
     results: list = dataclasses.field(default_factory=list)
     bad: list = dataclasses.field(default_factory=list)
     no_face: list = dataclasses.field(default_factory=list)
+    min_face_side: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_faces(self) -> int:
@@ -236,6 +243,12 @@ class Predictor:
         return [(tuple(int(v) for v in boxes[i]), expand_box(boxes[i], self.margin, width, height), True)
                 for i in order]
 
+    def min_face_side(self, height: int, width: int) -> Optional[int]:
+        """The side of the smallest face the detector looks for in an image of this size;
+        ``None`` without detection or for a detector that does not say."""
+        side = getattr(self.detector, "min_face_side", None)
+        return int(side(height, width)) if callable(side) else None
+
     def crop(self, rgb: np.ndarray, region: tuple) -> np.ndarray:
         """The model's input for one face: the region, resized as training's ``resize_face`` does."""
         x0, y0, x1, y1 = region
@@ -302,7 +315,8 @@ class Predictor:
                     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                     yield SourcePrediction(str(path), self.predict_image(rgb), frame=index,
                                            timestamp=index / fps if fps and fps > 0 else None,
-                                           relative=relative or Path(path).name, image=rgb if keep_images else None)
+                                           relative=relative or Path(path).name, image=rgb if keep_images else None,
+                                           size=rgb.shape[:2])
                 index += 1
             if index == 0:
                 raise VideoReadError(path, "no frame could be decoded")
@@ -319,7 +333,8 @@ class Predictor:
 
         Unreadable files are recorded in ``report.bad`` and skipped (``on_bad="skip"``) or raise
         their one-line ``ImageReadError`` (``"error"``); sources without a face go to
-        ``report.no_face``. Results are not stored in ``report``; the caller keeps what it needs.
+        ``report.no_face`` (with the smallest face looked for in ``report.min_face_side``). Results
+        are not stored in ``report``; the caller keeps what it needs.
         """
         if on_bad not in ON_BAD_CHOICES:
             raise PredictError(f"on_bad must be one of {', '.join(map(repr, ON_BAD_CHOICES))}, got {on_bad!r}")
@@ -330,16 +345,23 @@ class Predictor:
                 else:
                     rgb = read_image(item.path, self.max_pixels)
                     sources = [SourcePrediction(str(item.path), self.predict_image(rgb), relative=item.relative,
-                                                image=rgb if keep_images else None)]
+                                                image=rgb if keep_images else None, size=rgb.shape[:2])]
                 for source in sources:
                     if not source.faces or not source.faces[0].detected and self.detect:
-                        report.no_face.append(source.path if source.frame is None
-                                              else f"{source.path}#frame={source.frame}")
+                        self._record_no_face(report, source)
                     yield source
             except ImageReadError as err:  # VideoReadError too
                 if on_bad == "error":
                     raise
                 report.bad.append((err.path, err.reason))
+
+    def _record_no_face(self, report: PredictionReport, source: SourcePrediction) -> None:
+        entry = source.path if source.frame is None else f"{source.path}#frame={source.frame}"
+        report.no_face.append(entry)
+        # Faces below the detector's minimum are never looked for: say how small that is here.
+        side = self.min_face_side(*source.size) if source.size else None
+        if side is not None:
+            report.min_face_side[entry] = side
 
     def predict_paths(self, paths: Iterable[Union[str, os.PathLike]], on_bad: str = "skip",
                       every_n_frames: int = 1) -> PredictionReport:

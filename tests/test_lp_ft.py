@@ -101,3 +101,24 @@ def test_no_probe_without_pretrained_weights_and_no_cache_without_a_cut(tmp_path
     info = run.read_json("state.json")["info"]
     assert info["stage1"]["phases"] == ["fine-tune"] and not info["stage1"]["trunk_cache"]
     assert (tmp_path / "scratch" / "stage1" / "metrics.csv").exists()
+
+
+def test_only_fine_tuning_moves_the_cached_maps(tmp_path, manifest, monkeypatch):
+    """--trunk-shift applies to the fine-tuning phase's trunk maps, never to the probe's 4x4
+    backbone output nor to validation."""
+    from dam_cnn_tf.data import pipeline
+    from dam_cnn_tf.training import stages
+
+    calls = []
+    real = pipeline.trunk_dataset
+
+    def recording(maps, labels, *args, shift=0, **kwargs):
+        calls.append((tuple(maps.shape[2:]), shift))
+        return real(maps, labels, *args, shift=shift, **kwargs)
+
+    monkeypatch.setattr(stages, "trunk_dataset", recording)
+    train_stage1(config(manifest, augment=True, trunk_shift=1), faces(8, 0), faces(4, 1), RunDir(tmp_path), 3, verbose=0)
+    trunk_shape = next(shape for shape, _ in calls if shape[0] > 4)
+    assert (trunk_shape, 1) in calls                      # fine-tuning's training maps move
+    assert all(s == 0 for shape, s in calls if shape[0] <= 4)  # the probe's do not
+    assert sum(s == 1 for _, s in calls) == 1            # and neither does validation

@@ -13,9 +13,11 @@ from click.testing import CliRunner
 
 from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd, salient_feature_model
 from dam_cnn_tf.cli import main
+from dam_cnn_tf.commands.predict import no_face_line
 from dam_cnn_tf.data.faces import HaarFaceDetector, crop_face
 from dam_cnn_tf.data.images import ImageReadError, read_image
 from dam_cnn_tf.data.synthetic import make_synthetic_faces
+from data_helpers import draw_face
 from dam_cnn_tf.predict import PredictError, Predictor, VideoReadError, draw_predictions, expand_inputs
 
 CLASSES = ["neutral", "happiness", "surprise"]
@@ -365,6 +367,64 @@ def test_command_user_errors(files, tmp_path, case):
     result = _invoke(*args)
     _assert_one_error_line(result, needle)
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+# -- several faces, and faces too small to look for ---------------------------------------------
+
+
+def _drawn_faces(shape, places) -> np.ndarray:
+    """An RGB picture of ``draw_face`` faces, each an ``(x, y, side)`` square on a flat background."""
+    grey = np.full(shape, 200, np.uint8)
+    for x, y, side in places:
+        grey[y:y + side, x:x + side] = draw_face(side)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+
+
+def test_command_one_row_per_face_where_it_was_drawn(files, tmp_path):
+    """Three drawn faces of different sizes, found by the real Haar cascade (no stand-in
+    detector). The cascade's box sits a little inside the drawn square, so each row's box is
+    checked against the square it belongs to: centre within a tenth of the side, sides 75-100%."""
+    places = [(20, 40, 160), (220, 20, 100), (340, 160, 60)]  # largest first, as the rows come
+    path = _write_png(tmp_path / "group.png", _drawn_faces((260, 420), places))
+    result = _invoke(files["run"], path)
+    assert result.exit_code == 0, result.output
+    rows = _json_rows(result)
+    assert [row["face"] for row in rows] == [0, 1, 2] and all(row["detected"] for row in rows)
+    for row, (x, y, side) in zip(rows, places):
+        bx, by, bw, bh = row["box"]
+        assert abs(bx + bw / 2 - (x + side / 2)) <= side / 10 and abs(by + bh / 2 - (y + side / 2)) <= side / 10, row
+        assert 0.75 * side <= bw <= side and 0.75 * side <= bh <= side, row
+    assert "no face found" not in result.stderr
+
+
+def test_no_face_message_names_the_smallest_face_looked_for(files, tmp_path):
+    # The same 60-pixel face: found in a small picture, but not looked for in a large one,
+    # where the cascade's smallest window is a tenth of the shorter side, 70 pixels.
+    small = _write_png(tmp_path / "small.png", _drawn_faces((140, 140), [(40, 40, 60)]))
+    large = _write_png(tmp_path / "large.png", _drawn_faces((700, 1000), [(470, 320, 60)]))
+    assert HaarFaceDetector().min_face_side(700, 1000) == 70
+    report = Predictor(files["run"]).predict_paths([small, large])
+    assert [len(r.faces) for r in report.results] == [1, 0]
+    assert report.no_face == [str(large)] and report.min_face_side == {str(large): 70}
+    result = _invoke(files["run"], small, large, "--no-face", "whole")
+    assert result.exit_code == 0, result.output
+    assert (f"no face found in {large} (faces smaller than 70x70 pixels are not looked for; whole image used)"
+            in result.stderr.splitlines())
+    # With a lower minimum the face in the large picture is found: the minimum was the reason.
+    lower = Predictor(files["run"], detector=HaarFaceDetector(min_size_fraction=0.05)).predict_paths([large])
+    assert len(lower.results[0].faces) == 1 and lower.no_face == [] and lower.min_face_side == {}
+    # A detector that does not say its minimum gives no size to report.
+    report = Predictor(files["run"], detector=FixedBoxes([])).predict_paths([large])
+    assert report.no_face == [str(large)] and report.min_face_side == {}
+    assert no_face_line("x.jpg", None, "skipped") == "no face found in x.jpg (skipped)"
+    assert no_face_line("x.jpg", 48, "skipped") == (
+        "no face found in x.jpg (faces smaller than 48x48 pixels are not looked for; skipped)")
+
+
+def test_haar_minimum_face_side():
+    assert HaarFaceDetector().min_face_side(480, 640) == 48
+    assert HaarFaceDetector().min_face_side(100, 300) == 24  # never under the cascade's window
+    assert HaarFaceDetector(min_size_fraction=0.2).min_face_side(1000, 500) == 100
 
 
 # -- real faces --------------------------------------------------------------------------------

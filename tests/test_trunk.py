@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dam_cnn_tf.data.pipeline import trunk_dataset
+from dam_cnn_tf.data.pipeline import PipelineError, trunk_dataset
 from dam_cnn_tf.data.trunk_cache import SHARD_FACES, TrunkCache, mirrored
 from dam_cnn_tf.models.face_resnet import build_face_resnet
 from dam_cnn_tf.models.trunk import TrunkSplitError, split_at
@@ -129,3 +129,33 @@ def test_trunk_dataset_mirrors_at_random_and_keeps_labels(limit):
     assert sorted(seen) == list(range(n)) and 8 <= flipped <= 32
     plain = np.concatenate([x.numpy().reshape(-1) for x, _ in trunk_dataset(maps, labels, 8)])
     np.testing.assert_array_equal(plain, np.arange(n))
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 0])  # in-graph table, then read from NumPy
+def test_trunk_dataset_shifts_each_map_by_whole_cells_within_the_bound(limit):
+    rng = np.random.default_rng(5)
+    maps = rng.normal(size=(12, 2, 5, 6, 3)).astype(np.float32)
+    labels = np.arange(12) % 3
+
+    def moved(m, dy, dx):  # an independent NumPy translation with edge cells repeated
+        rows = np.clip(np.arange(5) - dy, 0, 4)
+        cols = np.clip(np.arange(6) - dx, 0, 5)
+        return m[rows][:, cols]
+
+    seen = set()
+    for _ in range(3):
+        for x, y in trunk_dataset(maps, labels, 4, shuffle=True, seed=2, mirror=True, shift=1, in_graph_limit_bytes=limit):
+            for out, label in zip(x.numpy(), y.numpy()):
+                matches = [(i, f, dy, dx) for i in np.flatnonzero(labels == label) for f in (0, 1)
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if np.array_equal(out, moved(maps[i, f], dy, dx))]
+                assert matches, "a map that is no shift of at most one cell of a face or its mirror"
+                seen.add(matches[0][2:])
+    assert len(seen) >= 5  # shifts vary from face to face
+    first = [x.numpy() for x, _ in trunk_dataset(maps, labels, 4, shuffle=True, seed=2, mirror=True, shift=1)]
+    again = [x.numpy() for x, _ in trunk_dataset(maps, labels, 4, shuffle=True, seed=2, mirror=True, shift=1)]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))  # seeded
+
+
+def test_trunk_dataset_refuses_a_negative_shift():
+    with pytest.raises(PipelineError, match="shift"):
+        trunk_dataset(np.zeros((2, 2, 3, 3, 1), np.float32), np.zeros(2), 2, shift=-1)

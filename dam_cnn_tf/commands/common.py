@@ -74,6 +74,8 @@ def _click_type(field: dataclasses.Field):
 
 
 _HELP = {
+    "trunk_shift": "with --augment over the trunk cache, move each training map by up to this many cells "
+                   "each way (a cached random translation)",
     "classes": "6, 7 or 8 classes (the paper's six prototypical, plus neutral, plus contempt)",
     "backbone": "vgg-face (the paper's), face-resnet (dlib's face-pretrained ResNet), vgg-face-small, "
                 "compact (trains from scratch on a CPU)",
@@ -180,12 +182,14 @@ def load_prepared(spec: dict, config: TrainConfig, progress: bool = True):
 
 
 def resolve_model_path(model) -> Path:
-    """A run directory (its ``model.keras``) or a ``.keras`` file."""
-    path = Path(model)
+    """A run directory (its ``model.keras``), a ``.keras`` file, or a preset's name."""
+    from dam_cnn_tf.presets import model_folder
+
+    path = model_folder(model) or Path(model)
     if path.is_dir():
         path = path / "model.keras"
     if not path.is_file():
-        raise click.ClickException(f"MODEL {model}: no model.keras (give a run directory or a .keras file)")
+        raise click.ClickException(f"MODEL {model}: no model.keras (give a run directory, a .keras file or a preset name: damcnn-tf presets)")
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -10,28 +11,57 @@ from dam_cnn_tf.commands.common import (data_options, data_spec, handle_user_err
                                         progress_level)
 
 
+SPLIT_NAMES = "train, val, test, public_test, private_test (or FER2013's Training, PublicTest, PrivateTest)"
+
+
+def canonical_split_option(split: Optional[str]) -> Optional[str]:
+    """``--split`` in the package's split names (``PublicTest`` -> ``public_test``); a name that is
+    no split at all is refused before any data is read."""
+    from dam_cnn_tf.data.loading import canonical_split
+
+    if split is None:
+        return None
+    name = canonical_split(split)
+    if name is None:
+        raise click.BadParameter(f"{split!r} is not a split name; use {SPLIT_NAMES}", param_hint="--split")
+    return name
+
+
+def check_split_present(split: Optional[str], samples, data) -> None:
+    """Refuse a ``--split`` the data does not have, naming the splits it has."""
+    if split is None:
+        return
+    present = sorted({s.split for s in samples if s.split})
+    if split not in present:
+        has = f"it has {', '.join(present)}" if present else "it has no predefined splits"
+        raise click.ClickException(f"--split {split}: no such split in --data {data}; {has}")
+
+
 @click.command()
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="dataset folder or file")
 @data_options
-@click.option("--split", default=None, help="evaluate only the samples of this predefined split (e.g. test, val)")
+@click.option("--split", default=None,
+              help="evaluate only the samples of this predefined split (e.g. test, val, PublicTest, PrivateTest)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="write evaluation.json, evaluation_confusion.csv/.png here")
 @click.option("--quiet", is_flag=True)
 @handle_user_errors
 def evaluate(model, data, split, out, quiet, **kwargs):
-    """Accuracy, per-class recall and the confusion matrix of MODEL (a run directory or .keras file)."""
+    """Accuracy, per-class recall and the confusion matrix of MODEL (a run directory, .keras file or preset name)."""
     import numpy as np
 
     from dam_cnn_tf.training.config import TrainConfig
     from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
     from dam_cnn_tf.training.reports import write_evaluation
 
+    split = canonical_split_option(split)
     spec = data_spec(kwargs, data)
     loaded, class_names = load_inference_model(model)
     input_size = int(loaded.input_shape[1])
     config = TrainConfig(input_size=input_size, classes=8)
     prepared = load_prepared(spec, config, progress=progress_level(quiet))
+    check_split_present(split, prepared.dataset.samples, data)
     index = {name: i for i, name in enumerate(class_names)}
     keep = [i for i, s in enumerate(prepared.dataset.samples)
             if s.label in index and (split is None or s.split == split)]

@@ -10,7 +10,7 @@ from dam_cnn_tf.commands.common import handle_user_errors, load_inference_model
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path))
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--format", "format_", type=click.Choice(["saved_model", "litert", "onnx"]), default="saved_model",
               show_default=True, help="litert: one .tflite file; onnx: one .onnx file (the onnx extra)")
@@ -20,7 +20,7 @@ from dam_cnn_tf.commands.common import handle_user_errors, load_inference_model
 @click.option("--overwrite", is_flag=True, help="replace an existing version or file")
 @handle_user_errors
 def export(model, export_dir, format_, quantize, version, overwrite):
-    """Write MODEL (a run directory or .keras file) as EXPORT_DIR/<version>/ with the
+    """Write MODEL (a run directory, .keras file or preset name) as EXPORT_DIR/<version>/ with the
     serving_default (float images) and serving_bytes (encoded JPEG/PNG) signatures; with
     --format litert|onnx, EXPORT_DIR is the file to write (*.tflite, *.onnx)."""
     if format_ != "saved_model":

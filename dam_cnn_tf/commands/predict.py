@@ -89,6 +89,13 @@ class HeatmapNamer:
         return self.folder / candidate
 
 
+def no_face_line(path, min_side, action: str) -> str:
+    """What stderr says of an image or frame without a face; with the detector's minimum face
+    size there, so that whoever has small faces in a large photo knows why none was found."""
+    limit = f"faces smaller than {min_side}x{min_side} pixels are not looked for; " if min_side else ""
+    return f"no face found in {path} ({limit}{action})"
+
+
 def _check_options(ctx, no_detect, output, heatmaps):
     if no_detect:
         for name in ("margin", "no_face"):
@@ -130,7 +137,8 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
             every_n_frames, on_bad):
     """Predict the expression of each face in INPUTS with the DAM-CNN MODEL.
 
-    MODEL is a training run directory or a model.keras file with classes.json beside it.
+    MODEL is a preset's name (damcnn-tf presets), a training run directory or a model.keras
+    file with classes.json beside it.
     INPUTS are image files, folders (searched recursively for images) and video files.
     Faces are found and cropped as in training (§4.1.1); one row per face, with its box
     (x, y, w, h), label and the probability of every class.
@@ -165,7 +173,7 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
         click.echo(f"skipped unreadable {path}: {reason}", err=True)
     action = "skipped" if no_face == "skip" else "whole image used"
     for path in report.no_face:
-        click.echo(f"no face found in {path} ({action})", err=True)
+        click.echo(no_face_line(path, report.min_face_side.get(path), action), err=True)
     click.echo(f"{len(files)} inputs: {report.summary()}" + (f"; rows in {output}" if output else ""), err=True)
 
 

@@ -44,8 +44,13 @@ class HaarFaceDetector:
                 "min_neighbors": self.min_neighbors, "min_size_fraction": self.min_size_fraction,
                 "equalize": self.equalize}
 
+    def min_face_side(self, height: int, width: int) -> int:
+        """The side, in pixels, of the smallest face looked for in a ``height`` x ``width`` image:
+        ``min_size_fraction`` of its shorter side, and never under the cascade's 24 pixels."""
+        return max(24, int(self.min_size_fraction * min(height, width)))
+
     def __call__(self, grey: np.ndarray) -> np.ndarray:
-        side = max(24, int(self.min_size_fraction * min(grey.shape[:2])))
+        side = self.min_face_side(*grey.shape[:2])
         image = cv2.equalizeHist(grey) if self.equalize else grey
         boxes = self._cascade.detectMultiScale(image, scaleFactor=self.scale_factor,
                                                minNeighbors=self.min_neighbors, minSize=(side, side))

@@ -9,7 +9,7 @@ from typing import Optional
 from dam_cnn_tf.data.images import has_image_extension
 from dam_cnn_tf.data.loading import (
     CHECK_CHOICES, ON_BAD_CHOICES, UNKNOWN_LABEL_CHOICES, DatasetFormatError, LoadReport,
-    LoadedDataset, canonical_split, check_choice, file_is_good, finish, map_label,
+    LoadedDataset, canonical_split, check_choice, file_is_good, finish, map_label, usage_prefix_split,
 )
 from dam_cnn_tf.data.samples import Sample
 
@@ -48,7 +48,9 @@ def _load_label_folders(folder, split, report, samples, *, on_bad, unknown_label
             if subject is None and require_subject:
                 raise DatasetFormatError(path, f"file name does not match subject pattern {subject_pattern.pattern!r}")
             if file_is_good(path, report, on_bad, check, max_pixels):
-                samples.append(Sample(str(path), label, subject=subject, split=split))
+                # Kaggle's FER2013 test/ folder mixes PublicTest_ and PrivateTest_ files.
+                file_split = usage_prefix_split(path.name) or split
+                samples.append(Sample(str(path), label, subject=subject, split=file_split))
 
 
 def load_folders(root, *, name: Optional[str] = None, on_bad: str = "skip", unknown_labels: str = "error",
@@ -56,6 +58,9 @@ def load_folders(root, *, name: Optional[str] = None, on_bad: str = "skip", unkn
                  max_pixels: Optional[int] = None, require_subject: bool = False) -> LoadedDataset:
     """Load ``root/<label>/**/<image>``, or ``root/<split>/<label>/**/<image>`` when every
     sub-folder of ``root`` is a split name (Kaggle FER2013 ``train``/``test``, SFEW ``Train``/``Val``).
+    A file named with FER2013's Usage prefix (``Training_``, ``PublicTest_``, ``PrivateTest_``)
+    takes that split (``train``, ``public_test``, ``private_test``) over its folder's, so Kaggle's
+    FER2013 folders split as the CSV does.
 
     Folder names map through ``labels.canonical_label``; an unknown one raises
     ``DatasetFormatError`` unless ``unknown_labels="drop"`` (then counted in the report).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -114,6 +115,18 @@ def canonical_split(name: str) -> Optional[str]:
     """
     key = str(name).strip().lower().replace("_", "").replace("-", "")
     return _SPLIT_ALIASES.get(key)
+
+
+# Kaggle's FER2013 image folders name each file after its CSV row's Usage: Training_123.jpg.
+_USAGE_PREFIX = re.compile(r"^(training|publictest|privatetest)_", re.IGNORECASE)
+
+
+def usage_prefix_split(file_name: str) -> Optional[str]:
+    """The split a file name's FER2013 Usage prefix gives (``Training_1.jpg`` -> ``train``,
+    ``PublicTest_2.jpg`` -> ``public_test``, ``PrivateTest_3.jpg`` -> ``private_test``, any
+    case); ``None`` for a name without one."""
+    match = _USAGE_PREFIX.match(str(file_name))
+    return canonical_split(match.group(1)) if match else None
 
 
 def _inside(root: str, path: str) -> bool:

@@ -153,12 +153,16 @@ def trunk_dataset(
     mirror: bool = False,
     repeat: bool = False,
     in_graph_limit_bytes: int = IN_GRAPH_FEATURE_LIMIT_BYTES,
+    shift: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(trunk maps, labels)`` from a trunk cache's ``(n, 2, h, w, c)`` array.
 
     Each face comes as it is (``maps[:, 0]``), or, with ``mirror``, as itself or its mirror
     image with equal chance, drawn anew each pass from ``seed`` (the cached form of a random
-    horizontal flip). ``repeat``: endless passes, each in a new order.
+    horizontal flip). With ``shift`` each map is also moved by a whole number of cells, up to
+    ``shift`` in each direction, the edge cells repeated (the cached form of a random
+    translation: the trunk's convolutions move with the face). ``repeat``: endless passes,
+    each in a new order.
     """
     maps = np.asarray(maps) if not isinstance(maps, np.memmap) else maps
     if maps.ndim != 5 or maps.shape[1] != 2:
@@ -175,12 +179,18 @@ def trunk_dataset(
         indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         indices = indices.repeat()
+    if shift < 0:
+        raise PipelineError(f"shift must be a non-negative number of cells, got {shift}")
     ds = indices.batch(batch_size)
-    if mirror:
-        flips = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(lambda r: r % 2)
-        ds = tf.data.Dataset.zip(ds, flips.batch(batch_size))
+    if mirror or shift:
+        # One random integer per face: its lowest bit is the flip, the rest its shift.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch_size)
+        ds = tf.data.Dataset.zip(ds, draws)
     else:
         ds = ds.map(lambda i: (i, tf.zeros_like(i)))
+    ds = ds.map(lambda i, r: (i, r % 2 if mirror else tf.zeros_like(i), (r // 2) % (2 * shift + 1) - shift,
+                              (r // (2 * (2 * shift + 1))) % (2 * shift + 1) - shift) if shift else
+                (i, r % 2 if mirror else tf.zeros_like(i)))
     if maps.nbytes <= in_graph_limit_bytes and not isinstance(maps, np.memmap):
         table = tf.constant(maps, tf.float32)
 
@@ -192,9 +202,23 @@ def trunk_dataset(
                                      tf.float32, stateful=False)
             return tf.ensure_shape(rows, [None, *shape])
     label_table = tf.constant(labels.astype(np.int32))
-    ds = ds.map(lambda i, flip: (read(i, flip), tf.gather(label_table, i)), num_parallel_calls=AUTOTUNE,
-                deterministic=True)
+    if shift:
+        ds = ds.map(lambda i, flip, dy, dx: (translate_maps(read(i, flip), dy, dx), tf.gather(label_table, i)),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda i, flip: (read(i, flip), tf.gather(label_table, i)), num_parallel_calls=AUTOTUNE,
+                    deterministic=True)
     return finish_pipeline(ds)
+
+
+def translate_maps(maps, dy, dx):
+    """``(B, h, w, c)`` maps, each moved ``dy[b]`` cells down and ``dx[b]`` right; the cells that
+    come in repeat the edge."""
+    height, width = tf.shape(maps)[1], tf.shape(maps)[2]
+    rows = tf.clip_by_value(tf.range(height, dtype=dy.dtype)[None, :] - dy[:, None], 0, tf.cast(height, dy.dtype) - 1)
+    cols = tf.clip_by_value(tf.range(width, dtype=dx.dtype)[None, :] - dx[:, None], 0, tf.cast(width, dx.dtype) - 1)
+    maps = tf.gather(maps, rows, axis=1, batch_dims=1)
+    return tf.gather(maps, cols, axis=2, batch_dims=1)
 
 
 def _check_targets(targets, n) -> np.ndarray:

@@ -66,8 +66,11 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     """
     # The modules that register the package's serialisable classes (none is imported by
     # ``dam_cnn_tf.models`` itself, which loads nothing).
+    import dam_cnn_tf.layers.class_names  # noqa: F401
     import dam_cnn_tf.layers.decoders  # noqa: F401
     import dam_cnn_tf.layers.feature_scaling  # noqa: F401
+    import dam_cnn_tf.layers.mirror  # noqa: F401
+    import dam_cnn_tf.layers.read_faces  # noqa: F401
     import dam_cnn_tf.layers.serd  # noqa: F401
     import dam_cnn_tf.models.face_resnet  # noqa: F401  (its layers, for models on that backbone)
     import dam_cnn_tf.models.mpae  # noqa: F401

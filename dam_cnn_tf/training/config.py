@@ -58,6 +58,10 @@ class TrainConfig:
     alpha_probe: float = 1e-3
     # The frozen trunk (the backbone before --fine-tune-from) runs once per face, cached.
     trunk_cache: bool = True
+    # With --augment over the trunk cache: each training map also moves by up to this many
+    # cells each way (a random translation in cached form; a cell of face-resnet's 17x17 map
+    # at conv128_down is about 9 pixels of its 150x150 input). 0: mirror images only.
+    trunk_shift: int = 0
     # Stage 2 (MPVS-Net, Eq. 10-11)
     num_paths: int = hparams.NUM_PATHS
     encoder_units: int = hparams.ENCODER_UNITS
@@ -119,7 +123,7 @@ class TrainConfig:
         need(self.cache_dtype in ("float32", "float16"), "cache_dtype", f"must be float32 or float16, got {self.cache_dtype!r}")
         for name in ("stage1_epochs", "stage2_epochs"):
             need(getattr(self, name) is None or getattr(self, name) >= 0, name, "must not be negative")
-        for name in ("stage1_steps", "stage1_min_steps", "stage2_steps", "stage2_min_steps", "probe_steps"):
+        for name in ("stage1_steps", "stage1_min_steps", "stage2_steps", "stage2_min_steps", "probe_steps", "trunk_shift"):
             need(getattr(self, name) >= 0, name, "must not be negative")
         for name in ("stage1_batch_size", "stage2_batch_size", "fc_units", "encoder_units", "patience",
                      "validate_every_steps"):

@@ -151,6 +151,7 @@ class Stage1Inputs:
     model: keras.Model  # the model fit trains: VGG-SERD itself, its top over the trunk, or its head
     train: object       # FaceSet, or (n, 2, ...) maps of each face and of its mirror image
     val: object
+    shift: int = 0      # cells a cached map may move (fine-tuning over the trunk cache only)
 
     def datasets(self, config: TrainConfig, train_labels, val_labels, repeat: bool):
         batch = config.stage1_batch_size
@@ -160,7 +161,7 @@ class Stage1Inputs:
                                   augment=config.augment, preprocess=False, repeat=repeat),
                     image_dataset(self.val.images, val_labels, batch, size, preprocess=False))
         return (trunk_dataset(self.train, train_labels, batch, shuffle=True, seed=config.seed,
-                              mirror=config.augment, repeat=repeat),
+                              mirror=config.augment, repeat=repeat, shift=self.shift if config.augment else 0),
                 trunk_dataset(self.val, val_labels, batch))
 
 
@@ -198,7 +199,7 @@ def _stage1_inputs(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, 
         flat = maps.reshape(-1, *maps.shape[2:])
         return split.upper.predict(flat, batch_size=256, verbose=0).reshape(len(maps), 2, *split.upper.output.shape[1:])
 
-    inputs = {"fine-tune": Stage1Inputs(split.top, train_maps, val_maps)}
+    inputs = {"fine-tune": Stage1Inputs(split.top, train_maps, val_maps, shift=config.trunk_shift)}
     if _stage1_phases(config)[0][0] == "probe":
         inputs["probe"] = Stage1Inputs(split.head, backbone_output(train_maps), backbone_output(val_maps))
     return inputs
