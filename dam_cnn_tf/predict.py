@@ -146,14 +146,13 @@ class PredictionReport:
     bad: list = dataclasses.field(default_factory=list)
     no_face: list = dataclasses.field(default_factory=list)
     min_face_side: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def num_faces(self) -> int:
-        return sum(len(r.faces) for r in self.results)
+    # Counted as predictions are made, whether or not ``results`` keeps them (the command streams).
+    num_sources: int = 0
+    num_faces: int = 0
 
     def summary(self) -> str:
         """One line for logs."""
-        return (f"{len(self.results)} images or frames, {self.num_faces} faces, "
+        return (f"{self.num_sources} images or frames, {self.num_faces} faces, "
                 f"{len(self.no_face)} without a detected face, {len(self.bad)} unreadable")
 
 
@@ -349,6 +348,8 @@ class Predictor:
                 for source in sources:
                     if not source.faces or not source.faces[0].detected and self.detect:
                         self._record_no_face(report, source)
+                    report.num_sources += 1
+                    report.num_faces += len(source.faces)
                     yield source
             except ImageReadError as err:  # VideoReadError too
                 if on_bad == "error":

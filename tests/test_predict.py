@@ -395,6 +395,7 @@ def test_command_one_row_per_face_where_it_was_drawn(files, tmp_path):
         assert abs(bx + bw / 2 - (x + side / 2)) <= side / 10 and abs(by + bh / 2 - (y + side / 2)) <= side / 10, row
         assert 0.75 * side <= bw <= side and 0.75 * side <= bh <= side, row
     assert "no face found" not in result.stderr
+    assert "1 inputs: 1 images or frames, 3 faces, 0 without a detected face" in result.stderr  # counts what it wrote
 
 
 def test_no_face_message_names_the_smallest_face_looked_for(files, tmp_path):
