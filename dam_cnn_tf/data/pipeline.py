@@ -188,9 +188,15 @@ def trunk_dataset(
         ds = tf.data.Dataset.zip(ds, draws)
     else:
         ds = ds.map(lambda i: (i, tf.zeros_like(i)))
-    ds = ds.map(lambda i, r: (i, r % 2 if mirror else tf.zeros_like(i), (r // 2) % (2 * shift + 1) - shift,
-                              (r // (2 * (2 * shift + 1))) % (2 * shift + 1) - shift) if shift else
-                (i, r % 2 if mirror else tf.zeros_like(i)))
+
+    def draw(i, r):
+        flip = r % 2 if mirror else tf.zeros_like(i)
+        if not shift:
+            return i, flip
+        span = 2 * shift + 1
+        return i, flip, (r // 2) % span - shift, (r // (2 * span)) % span - shift
+
+    ds = ds.map(draw)
     if maps.nbytes <= in_graph_limit_bytes and not isinstance(maps, np.memmap):
         table = tf.constant(maps, tf.float32)
 
