@@ -182,12 +182,6 @@ def trunk_dataset(
     if shift < 0:
         raise PipelineError(f"shift must be a non-negative number of cells, got {shift}")
     ds = indices.batch(batch_size)
-    if mirror or shift:
-        # One random integer per face: its lowest bit is the flip, the rest its shift.
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch_size)
-        ds = tf.data.Dataset.zip(ds, draws)
-    else:
-        ds = ds.map(lambda i: (i, tf.zeros_like(i)))
 
     def draw(i, r):
         flip = r % 2 if mirror else tf.zeros_like(i)
@@ -196,7 +190,12 @@ def trunk_dataset(
         span = 2 * shift + 1
         return i, flip, (r // 2) % span - shift, (r // (2 * span)) % span - shift
 
-    ds = ds.map(draw)
+    if mirror or shift:
+        # One random integer per face: its lowest bit is the flip, the rest its shift.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch_size)
+        ds = tf.data.Dataset.zip(ds, draws).map(draw)
+    else:
+        ds = ds.map(lambda i: (i, tf.zeros_like(i)))
     if maps.nbytes <= in_graph_limit_bytes and not isinstance(maps, np.memmap):
         table = tf.constant(maps, tf.float32)
 
