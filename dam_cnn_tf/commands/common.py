@@ -74,6 +74,8 @@ def _click_type(field: dataclasses.Field):
 
 
 _HELP = {
+    "ema_momentum": "stage 1 validates, checkpoints and ends with a moving average of its weights (Polyak "
+                    "averaging) at this momentum; 0: the last step's weights",
     "trunk_shift": "with --augment over the trunk cache, move each training map by up to this many cells "
                    "each way (a cached random translation)",
     "classes": "6, 7 or 8 classes (the paper's six prototypical, plus neutral, plus contempt)",
@@ -183,14 +185,12 @@ def load_prepared(spec: dict, config: TrainConfig, progress: bool = True):
 
 def resolve_model_path(model) -> Path:
     """A run directory (its ``model.keras``), a ``.keras`` file, or a preset's name."""
-    from dam_cnn_tf.presets import model_folder
+    from dam_cnn_tf.predict import PredictError, resolve_model_path as resolve
 
-    path = model_folder(model) or Path(model)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise click.ClickException(f"MODEL {model}: no model.keras (give a run directory, a .keras file or a preset name: damcnn-tf presets)")
-    return path
+    try:
+        return resolve(model)
+    except PredictError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def load_inference_model(model):

@@ -40,6 +40,7 @@ from dam_cnn_tf.training.callbacks import (
     AtomicModelCheckpoint,
     ResumableCSVLogger,
     ResumableEarlyStopping,
+    ResumableSwapEMAWeights,
     StopOnNaN,
     completed_epochs,
 )
@@ -75,9 +76,12 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     best = stage_dir / "best.weights.h5"
     nan_stop = StopOnNaN(stage)
     mode = STAGE2_MONITORS[monitor]
+    # With weight averaging the average is swapped in before anything judges the epoch.
+    averaging = [ResumableSwapEMAWeights(stage_dir / "backup")] if getattr(model.optimizer, "use_ema", False) else []
     callbacks = [  # the backup last: an epoch counts as done once everything else is written
         *worker_callbacks(model),
         nan_stop,
+        *averaging,
         AtomicModelCheckpoint(best, monitor=monitor, mode=mode, save_weights_only=True),
         ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor=monitor, mode=mode, patience=patience,
                                start_from_epoch=min_epochs),
@@ -252,7 +256,7 @@ def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir,
         _set_phase_trainable(config, vgg_serd, name)
         with make_strategy(config.strategy).scope():
             rate = learning_rate(peak, budget.total_steps, config.lr_schedule, config.warmup_fraction)
-            compile_vgg_serd(inputs.model, optimizer=make_optimizer(config.optimizer, rate),
+            compile_vgg_serd(inputs.model, optimizer=make_optimizer(config.optimizer, rate, config.ema_momentum),
                              jit_compile=config.jit_compile)
         done = phase_dir / "phase.weights.h5"
         if f"stage1_{name}" in run.completed():
