@@ -66,7 +66,7 @@ def test_the_average_is_validated_and_kept_not_the_last_step(tmp_path, monkeypat
         assert history.history["val_loss"][epoch] == pytest.approx(probe.evaluate(val, verbose=0), rel=1e-5)
     # The stage ends with the average of its best epoch, which differs from the last raw step.
     best = int(np.argmin(history.history["val_loss"]))
-    for got, want, last in zip(net.get_weights(), expected[best], raw.steps[-1]):
+    for got, want in zip(net.get_weights(), expected[best]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert not all(np.allclose(a, b) for a, b in zip(expected[-1], raw.steps[-1]))
 
@@ -97,7 +97,7 @@ def test_momentum_outside_zero_to_one_is_refused():
     assert not getattr(make_optimizer("adam", 1e-3), "use_ema", False)
 
 
-def test_stage1_with_averaging_resumes_a_killed_phase_to_the_same_weights(tmp_path, monkeypatch):
+def test_stage1_with_averaging_resumes_a_killed_phase_and_completes_it(tmp_path, monkeypatch):
     """Both phases of a face-resnet stage 1 average their weights; a run killed just after a
     round's backup resumes and completes every round. (Its weights are not compared with an
     uninterrupted run's: a resumed stage draws its batches anew. The exact resume of the

@@ -70,8 +70,8 @@ class TrainConfig:
     trunk_shift: int = 0
     # Polyak averaging in stage 1: each phase validates, checkpoints and ends with an exponential
     # moving average of its weights (this momentum: about 1 / (1 - m) steps), not the last
-    # step's; 0 turns it off. It smooths the step-to-step noise of fine-tuning on few faces,
-    # which a small validation part would otherwise pick from.
+    # step's; 0 turns it off. It smooths the step-to-step noise that a small validation part
+    # would otherwise pick a round from; on CK+48 it made no difference (docs/results.md).
     ema_momentum: float = 0.0
     # Stage 2 (MPVS-Net, Eq. 10-11)
     num_paths: int = hparams.NUM_PATHS
