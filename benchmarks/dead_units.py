@@ -1,0 +1,58 @@
+"""How many of stage 1's fc6 and fc7 units never fire on a set of faces.
+
+Used for the probe's table in docs/results.md ("fc6 units that never fire"): a unit whose ReLU
+output is zero for every face has stopped learning (its gradient is zero too). A run directory
+of `damcnn-tf train`, or one fold of `damcnn-tf crossval` (its configuration is then in the
+folder above), and a folder of face images (class subfolders; every ``--every``-th file is read):
+
+    python benchmarks/dead_units.py results/ck48/fold-00 --faces ckplus48/ --every 3
+    python benchmarks/dead_units.py runs/fer2013 --faces fer2013/train --every 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+
+def run_config(run: Path) -> dict:
+    for path in (run / "config.json", run.parent / "config.json"):
+        if path.exists():
+            config = json.loads(path.read_text())
+            return config.get("config", config)
+    raise SystemExit(f"{run}: no config.json here or in the folder above")
+
+
+def read_faces(folder: Path, every: int, size: int) -> np.ndarray:
+    files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[::every]
+    if not files:
+        raise SystemExit(f"{folder}: no images in class subfolders")
+    return np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size)) for f in files])
+
+
+def main(argv=None) -> None:
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.stages import build_stage1_model, load_class_names
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--faces", type=Path, required=True)
+    parser.add_argument("--every", type=int, default=1)
+    args = parser.parse_args(argv)
+    config = TrainConfig(**run_config(args.run))
+    model = build_stage1_model(config, len(load_class_names(args.run)))
+    model.load_weights(args.run / "stage1" / "vgg_serd.weights.h5")
+    faces = read_faces(args.faces, args.every, config.input_size)
+    for layer in ("fc6", "fc7"):
+        active = keras.Model(model.input, model.get_layer(layer).output).predict(faces, verbose=0) > 0
+        dead = int((active.sum(axis=0) == 0).sum())
+        print(f"{layer}: {dead} of {active.shape[1]} units never fire on {len(faces)} faces")
+
+
+if __name__ == "__main__":
+    main()
