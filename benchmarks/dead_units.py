@@ -23,8 +23,7 @@ import numpy as np
 def run_config(run: Path) -> dict:
     for path in (run / "config.json", run.parent / "config.json"):
         if path.exists():
-            config = json.loads(path.read_text())
-            return config.get("config", config)
+            return json.loads(path.read_text())
     raise SystemExit(f"{run}: no config.json here or in the folder above")
 
 
