@@ -84,7 +84,10 @@ def check_run_is_consistent(run: Path) -> None:
             state = read_json(backup)
             with h5py.File(run / stage / "backup" / state["weights"], "r") as f:
                 assert len(f.keys()) > 0
-        for weights in ("best.weights.h5", "vgg_serd.weights.h5", "mpvs_net.weights.h5"):
+        if (run / stage / "best.weights.npz").exists():
+            with np.load(run / stage / "best.weights.npz") as saved:
+                assert len(saved.files) > 0
+        for weights in ("vgg_serd.weights.h5", "mpvs_net.weights.h5"):
             if (run / stage / weights).exists():
                 with h5py.File(run / stage / weights, "r") as f:
                     assert len(f.keys()) > 0

@@ -152,3 +152,22 @@ def test_the_device_script_runs_end_to_end_at_toy_sizes(tmp_path):
                    report["sections"][name]["batches"].values())
     for name in ("stage1-face-resnet-train", "stage1-vgg-face-infer"):
         assert set(report["sections"][name]["batches"]) == {"1", "4"}
+
+
+def test_a_face_subset_is_seeded_and_keeps_the_class_folders(tmp_path):
+    from benchmarks import people_subset
+
+    source = tmp_path / "source"
+    for label, count in (("happy", 30), ("sad", 10)):
+        (source / label).mkdir(parents=True)
+        for i in range(count):
+            (source / label / f"{i:03d}.png").write_bytes(f"{label}{i}".encode())
+    people_subset.main([str(source), str(tmp_path / "a"), "--faces", "12", "--seed", "3"])
+    people_subset.main([str(source), str(tmp_path / "b"), "--faces", "12", "--seed", "3"])
+    drawn = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").glob("*/*"))
+    assert len(drawn) == 12 and drawn == sorted(p.relative_to(tmp_path / "b").as_posix()
+                                                 for p in (tmp_path / "b").glob("*/*"))
+    for path in drawn:  # copied, byte for byte, into the same class folder
+        assert (tmp_path / "a" / path).read_bytes() == (source / path).read_bytes()
+    with pytest.raises(SystemExit, match="--faces 41: .* has only 40 images"):
+        people_subset.main([str(source), str(tmp_path / "c"), "--faces", "41"])

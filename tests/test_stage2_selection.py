@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dam_cnn_tf.training.config import ConfigError, TrainConfig
 from dam_cnn_tf.training.stages import _fit
@@ -55,3 +56,16 @@ def test_default_monitor_is_the_cross_entropy_and_bad_names_are_refused():
     assert TrainConfig().stage2_monitor == "val_cross_entropy"
     with pytest.raises(ConfigError, match="--stage2-monitor: must be one of val_cross_entropy, val_accuracy, val_loss"):
         TrainConfig(stage2_monitor="cross_entropy")
+
+
+def test_the_best_checkpoint_holds_the_model_alone(tmp_path):
+    # Adam's moments are not written with the best epoch: it is only loaded to end the stage.
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    net.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    _fit(net, train, (x, y), 3, tmp_path, "stage 1", patience=10, verbose=0)
+    with np.load(tmp_path / "best.weights.npz") as saved:
+        assert [saved[name].shape for name in saved.files] == [(3, 2), (2,)]
+    assert len(net.optimizer.variables) > 2  # what the checkpoint left out

@@ -185,7 +185,13 @@ def comparison_markdown(summary: dict, baselines: dict) -> str:
              "| Wilcoxon p |", "|---|---:|---:|:---:|---:|",
              f"| {summary['name']} | {100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f} "
              "| — | — | — |"]
-    for b in baselines.values():
+    references = list(baselines.values())
+    if "stage1_fold_accuracies" in summary:  # what stage 2 (MPVS-Net) adds over stage 1 (Table 4)
+        mean, std = mean_std(summary["stage1_fold_accuracies"])
+        references.append({"name": "VGG-SERD: stage 1's own classifier (fc6-fc8), same runs",
+                           "fold_accuracies": summary["stage1_fold_accuracies"], "mean_accuracy": mean,
+                           "std_accuracy": std})
+    for b in references:
         d = paired_difference(summary["fold_accuracies"], b["fold_accuracies"])
         p = "n/a" if d["p_value"] is None else f"{d['p_value']:.3f}"
         lines.append(f"| {b['name']} | {100 * b['mean_accuracy']:.2f} ± {100 * b['std_accuracy']:.2f} "

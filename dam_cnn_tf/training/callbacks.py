@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from dam_cnn_tf.training.run_dir import RunDirError, atomic_write_json, atomic_write_text, temporary_sibling
 
@@ -50,10 +51,19 @@ def _checked_state(path, valid=lambda state: True, **fields):
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """``ModelCheckpoint`` (best only) that writes atomically and remembers the best score."""
+    """``ModelCheckpoint`` (best only) that writes atomically and remembers the best score.
+
+    It keeps the model's weights alone, as ``.npz``: the best epoch is only ever loaded to end
+    a stage (``restore_best_weights``), never trained on from, so the optimizer's state (two
+    moments a weight with Adam, two thirds of a ``save_weights`` file) would be written at every
+    improvement for nothing. Resuming reads the backup, which holds both.
+    """
 
     def __init__(self, filepath, monitor: str = "val_loss", **kwargs):
-        super().__init__(str(filepath), monitor=monitor, save_best_only=True, **kwargs)
+        # Keras insists on its own file name for weights-only checkpoints; it only ever prints
+        # that name here, since _save_model below writes filepath itself.
+        super().__init__(f"{filepath}.weights.h5", monitor=monitor, save_best_only=True, save_weights_only=True,
+                         **kwargs)
         self.final_path = Path(filepath)
         self.state_path = self.final_path.with_name(self.final_path.name + ".json")
 
@@ -62,15 +72,19 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if state and self.final_path.exists():
             self.best = float(state["best"])
 
-    def _get_file_path(self, epoch, batch, logs):
-        return str(temporary_sibling(self.final_path))
-
     def _save_model(self, epoch, batch, logs):
-        super()._save_model(epoch, batch, logs)
-        tmp = temporary_sibling(self.final_path)
-        if tmp.exists():
+        if self._should_save_model(epoch, batch, logs, str(self.final_path)):
+            tmp = temporary_sibling(self.final_path)
+            with open(tmp, "wb") as f:
+                np.savez(f, *self.model.get_weights())
             os.replace(tmp, self.final_path)
             atomic_write_json(self.state_path, {"best": float(self.best), "epoch": epoch + 1, "monitor": self.monitor})
+
+
+def restore_best_weights(model, path) -> None:
+    """Load what ``AtomicModelCheckpoint`` kept into ``model`` (the same architecture)."""
+    with np.load(path) as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
 
 
 def _backup_state(backup_dir):

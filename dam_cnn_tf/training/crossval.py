@@ -24,7 +24,7 @@ from dam_cnn_tf.training.evaluation import classification_report, predict_probab
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.reports import crossval_markdown, mean_std, write_evaluation
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
-from dam_cnn_tf.training.stages import train_dam_cnn
+from dam_cnn_tf.training.stages import train_both_stages
 from dam_cnn_tf.training.workers import private_copy
 
 
@@ -46,19 +46,31 @@ def completed_folds(out_dir) -> set:
 
 
 def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, stage: str = "all", verbose: int = 1) -> dict:
-    """Train on ``fold.train`` (selecting on ``fold.val``), test on ``fold.test``."""
+    """Train on ``fold.train`` (selecting on ``fold.val``), test on ``fold.test``.
+
+    With both stages, VGG-SERD's own classifier (stage 1, fc6-fc8) is tested on the same faces
+    too (``stage1_test_evaluation.json``): what stage 2 adds on this data, as Table 4 asks.
+    """
     done = fold_result(run)
     if done is not None:
         return done
     with run.locked():
         train = data.face_set(fold.train, config.pair_attribute)
         val = data.face_set(fold.val, config.pair_attribute)
-        model = train_dam_cnn(config, train, val, run, data.class_names, stage=stage, verbose=verbose)
-        probabilities = predict_probabilities(model, data.faces[fold.test], config.input_size)
-        result = classification_report(data.labels[fold.test], probabilities, data.class_names)
+        vgg_serd, model = train_both_stages(config, train, val, run, data.class_names, stage=stage, verbose=verbose)
+        faces, labels = data.faces[fold.test], data.labels[fold.test]
+        stage1 = None
+        if model is not None:
+            stage1 = classification_report(labels, predict_probabilities(vgg_serd, faces, config.input_size),
+                                           data.class_names)
+            write_evaluation(stage1, run.path, stem="stage1_test_evaluation", title=f"{fold.name}: VGG-SERD, test")
+        probabilities = predict_probabilities(model if model is not None else vgg_serd, faces, config.input_size)
+        result = classification_report(labels, probabilities, data.class_names)
         result["fold"] = fold.name
+        if stage1 is not None:
+            result["stage1_accuracy"] = stage1["accuracy"]
         atomic_write_text(run.path / "test_predictions.csv",
-                          predictions_csv(fold.test, data.labels[fold.test], probabilities, data.class_names))
+                          predictions_csv(fold.test, labels, probabilities, data.class_names))
         write_evaluation(result, run.path, stem="test_evaluation", title=f"{fold.name}: test")
         run.mark_completed("test", accuracy=result["accuracy"])
     keras.backend.clear_session()
@@ -122,6 +134,8 @@ def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, 
         "confusion_matrix": summed.tolist(),
         "class_names": list(data.class_names),
     }
+    if all("stage1_accuracy" in r for r in results):  # folds run before this was recorded have none
+        summary["stage1_fold_accuracies"] = [r["stage1_accuracy"] for r in results]
     rows = [{"fold": r["fold"], "accuracy": r["accuracy"], "num_samples": r["num_samples"]} for r in results]
     if chief:
         write_evaluation(summary, out, stem="results", title=f"{name}: {100 * mean:.1f} +/- {100 * std:.1f}%")

@@ -43,6 +43,7 @@ from dam_cnn_tf.training.callbacks import (
     ResumableSwapEMAWeights,
     StopOnNaN,
     completed_epochs,
+    restore_best_weights,
 )
 from dam_cnn_tf.training.config import STAGE2_MONITORS, ConfigError, TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, prebuild_for_workers, set_precision, worker_callbacks
@@ -73,7 +74,7 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     ``monitor`` (a key of ``STAGE2_MONITORS``) picks the best epoch and drives early stopping,
     which cannot end the stage before ``min_epochs`` (the budget's floor).
     """
-    best = stage_dir / "best.weights.h5"
+    best = stage_dir / "best.weights.npz"
     nan_stop = StopOnNaN(stage)
     mode = STAGE2_MONITORS[monitor]
     # With weight averaging the average is swapped in before anything judges the epoch.
@@ -82,7 +83,7 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
         *worker_callbacks(model),
         nan_stop,
         *averaging,
-        AtomicModelCheckpoint(best, monitor=monitor, mode=mode, save_weights_only=True),
+        AtomicModelCheckpoint(best, monitor=monitor, mode=mode),
         ResumableEarlyStopping(stage_dir / "early_stopping.json", monitor=monitor, mode=mode, patience=patience,
                                start_from_epoch=min_epochs),
         ResumableCSVLogger(stage_dir / "metrics.csv", stage_dir / "backup"),
@@ -94,7 +95,7 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
                         shuffle=False, **fit_kwargs)
     nan_stop.raise_if_failed()
     if best.exists():
-        model.load_weights(best)  # the epoch with the best monitored validation metric
+        restore_best_weights(model, best)  # the epoch with the best monitored validation metric
     _metrics_as_json(stage_dir / "metrics.csv", stage_dir / "metrics.json")
     return history, completed_epochs(stage_dir / "backup")
 
@@ -456,19 +457,29 @@ def train_dam_cnn(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir
     Steps already completed in ``run`` are loaded, not repeated; an interrupted step resumes
     from its last completed epoch.
     """
+    vgg_serd, model = train_both_stages(config, train, val, run, class_names, stage, verbose)
+    return vgg_serd if model is None else model
+
+
+def train_both_stages(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir, class_names,
+                      stage: str = "all", verbose: int = 1):
+    """``(VGG-SERD, DAM-CNN)`` as ``train_dam_cnn`` trains them; DAM-CNN is None with ``stage="1"``.
+
+    VGG-SERD keeps its own classifier (fc6-fc8), so stage 1 can be judged beside the final model.
+    """
     set_precision(config.mixed_precision)
     keras.utils.set_random_seed(config.seed)
     num_classes = len(class_names)
     vgg_serd = train_stage1(config, train, val, run, num_classes, verbose)
     if stage == "1":
-        return vgg_serd
+        return vgg_serd, None
     net = train_stage2(config, vgg_serd, train, val, run, num_classes, verbose)
     model = build_dam_cnn(vgg_serd, net)
     if not run.model_path.exists() or "model" not in run.completed():
         atomic_save_model(model, run.model_path)
         run.write_json("classes.json", {"class_names": list(class_names)})
         run.mark_completed("model")
-    return model
+    return vgg_serd, model
 
 
 def load_class_names(run_or_model_path) -> list:

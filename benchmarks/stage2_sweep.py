@@ -1,0 +1,96 @@
+"""Stage 2 alone, again, on the stage-1 features a cross-validation left, with other settings.
+
+Used to choose stage 2's settings on validation faces only (docs/results.md): for each fold of
+a ``crossval`` output, MPVS-Net is trained on the fold's cached training features with the
+run's configuration plus the options given, and the round kept by the run's own rule (lowest
+validation cross-entropy) is reported; the test part is never read.
+
+    python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set alpha_m=1e-3 --set alpha_fc=1e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_setting(text: str):
+    name, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return name.replace("-", "_"), kind(value)
+        except ValueError:
+            pass
+    return name.replace("-", "_"), value
+
+
+def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
+    import keras
+
+    from dam_cnn_tf.data.feature_cache import FeatureCache
+    from dam_cnn_tf.training import stages
+    from dam_cnn_tf.training.run_dir import RunDir
+
+    train_cache = FeatureCache.open(fold_dir / "features" / "train")
+    val_cache = FeatureCache.open(fold_dir / "features" / "val")
+    train = stages.FaceSet(np.zeros((len(train_cache.labels), 1, 1, 3), np.uint8), train_cache.labels)
+    val = stages.FaceSet(np.zeros((len(val_cache.labels), 1, 1, 3), np.uint8), val_cache.labels)
+    classes = json.loads((fold_dir / "classes.json").read_text())["class_names"]
+    with tempfile.TemporaryDirectory(prefix="stage2-sweep-") as tmp:
+        run = RunDir(Path(tmp))
+        # Stage 1 is not rebuilt: its features are the fold's caches, and only the dense decoders
+        # (which need no feature-map shape) are swept.
+        original = stages.extract_features, stages.feature_map_shape
+        stages.extract_features = lambda model, faces, path, cfg, verbose=1: (
+            train_cache if path.name == "train" else val_cache)
+        stages.feature_map_shape = lambda model: None
+        try:
+            keras.utils.set_random_seed(config.seed)  # as train_dam_cnn does
+            start = time.monotonic()
+            stages.train_stage2(config, vgg_serd=None, train=train, val=val, run=run, num_classes=len(classes),
+                                verbose=verbose)
+            seconds = time.monotonic() - start
+        finally:
+            stages.extract_features, stages.feature_map_shape = original
+        rows = json.loads((Path(tmp) / "stage2" / "metrics.json").read_text())
+    best = min(rows, key=lambda row: row["val_cross_entropy"])
+    return {"fold": fold_dir.name, "kept_round": best["epoch"] + 1, "rounds": len(rows),
+            "val_cross_entropy": best["val_cross_entropy"], "val_accuracy": best["val_accuracy"],
+            "train_accuracy": best["accuracy"], "seconds": round(seconds, 1)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("crossval_dir", type=Path)
+    parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
+    parser.add_argument("--json", type=Path, help="append the figures to this JSON list")
+    args = parser.parse_args(argv)
+
+    from dam_cnn_tf.training.config import TrainConfig
+
+    saved = json.loads((args.crossval_dir / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in fields}).replace(**dict(map(parse_setting, args.set)))
+    if config.decoder != "dense" or config.init_encoder_from_fc6 or config.end_to_end:
+        raise SystemExit("only stage 2 with dense decoders on fixed features can be swept without stage 1's model")
+    results = [sweep_fold(args.crossval_dir / f"fold-{fold:02d}", config) for fold in args.folds]
+    for row in results:
+        print(json.dumps(row))
+    mean = {key: float(np.mean([row[key] for row in results])) for key in ("val_cross_entropy", "val_accuracy")}
+    print(f"{args.crossval_dir.name} {' '.join(args.set) or '(as run)'}: validation cross-entropy "
+          f"{mean['val_cross_entropy']:.4f}, accuracy {100 * mean['val_accuracy']:.2f} %, mean of {len(results)} folds")
+    if args.json:
+        previous = json.loads(args.json.read_text()) if args.json.exists() else []
+        previous.append({"run": str(args.crossval_dir), "set": args.set, "folds": results, "mean": mean})
+        args.json.write_text(json.dumps(previous, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
