@@ -39,25 +39,16 @@ def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
 
     train_cache = FeatureCache.open(fold_dir / "features" / "train")
     val_cache = FeatureCache.open(fold_dir / "features" / "val")
-    train = stages.FaceSet(np.zeros((len(train_cache.labels), 1, 1, 3), np.uint8), train_cache.labels)
-    val = stages.FaceSet(np.zeros((len(val_cache.labels), 1, 1, 3), np.uint8), val_cache.labels)
+    # train_mpvs_net reads only the faces' labels: the images are not needed.
+    train = stages.FaceSet(np.zeros((len(train_cache), 1, 1, 3), np.uint8), train_cache.labels)
+    val = stages.FaceSet(np.zeros((len(val_cache), 1, 1, 3), np.uint8), val_cache.labels)
     classes = json.loads((fold_dir / "classes.json").read_text())["class_names"]
     with tempfile.TemporaryDirectory(prefix="stage2-sweep-") as tmp:
-        run = RunDir(Path(tmp))
-        # Stage 1 is not rebuilt: its features are the fold's caches, and only the dense decoders
-        # (which need no feature-map shape) are swept.
-        original = stages.extract_features, stages.feature_map_shape
-        stages.extract_features = lambda model, faces, path, cfg, verbose=1: (
-            train_cache if path.name == "train" else val_cache)
-        stages.feature_map_shape = lambda model: None
-        try:
-            keras.utils.set_random_seed(config.seed)  # as train_dam_cnn does
-            start = time.monotonic()
-            stages.train_stage2(config, vgg_serd=None, train=train, val=val, run=run, num_classes=len(classes),
-                                verbose=verbose)
-            seconds = time.monotonic() - start
-        finally:
-            stages.extract_features, stages.feature_map_shape = original
+        keras.utils.set_random_seed(config.seed)  # as train_dam_cnn does
+        start = time.monotonic()
+        stages.train_mpvs_net(config, (train_cache, val_cache), train, val, RunDir(Path(tmp)), len(classes),
+                              verbose=verbose)
+        seconds = time.monotonic() - start
         rows = json.loads((Path(tmp) / "stage2" / "metrics.json").read_text())
     best = min(rows, key=lambda row: row["val_cross_entropy"])
     return {"fold": fold_dir.name, "kept_round": best["epoch"] + 1, "rounds": len(rows),
@@ -78,8 +69,6 @@ def main(argv=None) -> None:
     saved = json.loads((args.crossval_dir / "config.json").read_text())
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in saved.items() if k in fields}).replace(**dict(map(parse_setting, args.set)))
-    if config.decoder != "dense" or config.init_encoder_from_fc6 or config.end_to_end:
-        raise SystemExit("only stage 2 with dense decoders on fixed features can be swept without stage 1's model")
     results = [sweep_fold(args.crossval_dir / f"fold-{fold:02d}", config) for fold in args.folds]
     for row in results:
         print(json.dumps(row))

@@ -171,3 +171,22 @@ def test_a_face_subset_is_seeded_and_keeps_the_class_folders(tmp_path):
         assert (tmp_path / "a" / path).read_bytes() == (source / path).read_bytes()
     with pytest.raises(SystemExit, match="--faces 41: .* has only 40 images"):
         people_subset.main([str(source), str(tmp_path / "c"), "--faces", "41"])
+
+
+def test_stage2_sweep_trains_stage_2_again_with_the_setting_given(tmp_path):
+    from benchmarks import stage2_sweep
+    from cli_helpers import TINY_OPTIONS, invoke, synthetic_folder
+
+    folder = synthetic_folder(tmp_path / "data")
+    out = tmp_path / "cv"
+    invoke("crossval", "--data", folder, "--no-detect", "--protocol", "subject-kfold", "--folds", "2",
+           "--out", out, *TINY_OPTIONS)
+    figures = tmp_path / "sweep.json"
+    stage2_sweep.main([str(out), "--folds", "1", "--set", "stage2_epochs=3", "--set", "lam=5", "--json", str(figures)])
+    (entry,) = json.loads(figures.read_text())
+    (fold,) = entry["folds"]
+    # Three rounds instead of the run's two, on fold 2's own cached features.
+    assert fold["fold"] == "fold-01" and fold["rounds"] == 3 and 1 <= fold["kept_round"] <= 3
+    assert 0.0 <= fold["val_accuracy"] <= 1.0 and fold["val_cross_entropy"] > 0
+    assert entry["set"] == ["stage2_epochs=3", "lam=5"]
+    assert stage2_sweep.parse_setting("alpha-m=1e-3") == ("alpha_m", 1e-3)

@@ -379,8 +379,22 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
                  verbose: int = 1) -> MPVSNet:
     """Stage 2: freeze VGG-SERD, extract features once, train MPVS-Net (Eq. 10-11)."""
     feature_dir = run.stage_dir("features")
-    train_cache = extract_features(vgg_serd, train, feature_dir / "train", config, verbose)
-    val_cache = extract_features(vgg_serd, val, feature_dir / "val", config, verbose)
+    caches = (extract_features(vgg_serd, train, feature_dir / "train", config, verbose),
+              extract_features(vgg_serd, val, feature_dir / "val", config, verbose))
+    return train_mpvs_net(config, caches, train, val, run, num_classes, vgg_serd, verbose)
+
+
+def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int,
+                   vgg_serd=None, verbose: int = 1) -> MPVSNet:
+    """MPVS-Net on the cached salient features ``caches = (train, val)`` (Algorithm 1, lines 5-11).
+
+    Of the faces only the labels (and attributes) are read, but for ``end_to_end``. ``vgg_serd``
+    is needed by what reaches back into stage 1: ``init_encoder_from_fc6``, ``end_to_end`` and
+    the convolutional decoders (the feature map's shape).
+    """
+    if vgg_serd is None and (config.init_encoder_from_fc6 or config.end_to_end or config.decoder != "dense"):
+        raise ConfigError("--init-encoder-from-fc6, --end-to-end and --decoder conv need stage 1's model")
+    train_cache, val_cache = caches
     stage_dir = run.stage_dir("stage2")
     num_paths = num_paths_for(config, train)
     with make_strategy(config.strategy).scope():
@@ -394,7 +408,7 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
             lam=config.lam,
             per_path_updates=config.per_path_updates,
             decoder=config.decoder,
-            feature_shape=feature_map_shape(vgg_serd),
+            feature_shape=None if vgg_serd is None else feature_map_shape(vgg_serd),
         )
         total = _stage2_budget(config, train).total_steps
         net.compile(
