@@ -83,7 +83,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
 def restore_best_weights(model, path) -> None:
     """Load what ``AtomicModelCheckpoint`` kept into ``model`` (the same architecture)."""
-    with np.load(path) as saved:
+    with np.load(path, allow_pickle=False) as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
 
 
