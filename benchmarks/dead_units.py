@@ -12,7 +12,6 @@ folder above), and a folder of face images (class subfolders; every ``--every``-
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
@@ -20,22 +19,24 @@ import keras
 import numpy as np
 
 
-def run_config(run: Path) -> dict:
+def run_config_file(run: Path) -> Path:
     for path in (run / "config.json", run.parent / "config.json"):
         if path.exists():
-            return json.loads(path.read_text())
+            return path
     raise SystemExit(f"{run}: no config.json here or in the folder above")
 
 
 def read_faces(folder: Path, every: int, size: int) -> np.ndarray:
-    files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[::every]
+    from dam_cnn_tf.data.images import has_image_extension, read_image
+
+    files = sorted(p for p in folder.glob("*/*") if has_image_extension(p))[::every]
     if not files:
         raise SystemExit(f"{folder}: no images in class subfolders")
-    return np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size)) for f in files])
+    return np.stack([cv2.resize(read_image(f), (size, size)) for f in files])
 
 
 def main(argv=None) -> None:
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.config import TrainConfig, read_config_file
     from dam_cnn_tf.training.stages import build_stage1_model, load_class_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     parser.add_argument("--faces", type=Path, required=True)
     parser.add_argument("--every", type=int, default=1)
     args = parser.parse_args(argv)
-    config = TrainConfig(**run_config(args.run))
+    config = TrainConfig(**read_config_file(run_config_file(args.run)))
     model = build_stage1_model(config, len(load_class_names(args.run)))
     model.load_weights(args.run / "stage1" / "vgg_serd.weights.h5")
     faces = read_faces(args.faces, args.every, config.input_size)

@@ -11,7 +11,6 @@ validation cross-entropy) is reported; the test part is never read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -64,11 +63,14 @@ def main(argv=None) -> None:
     parser.add_argument("--json", type=Path, help="append the figures to this JSON list")
     args = parser.parse_args(argv)
 
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.config import TrainConfig, read_config_file
 
-    saved = json.loads((args.crossval_dir / "config.json").read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in fields}).replace(**dict(map(parse_setting, args.set)))
+    # The run's resolved configuration, with the settings given on top (a misspelt one is refused).
+    saved = TrainConfig(**read_config_file(args.crossval_dir / "config.json"))
+    try:
+        config = saved.replace(**dict(map(parse_setting, args.set)))
+    except TypeError as error:
+        raise SystemExit(f"--set: {error}") from None
     results = [sweep_fold(args.crossval_dir / f"fold-{fold:02d}", config) for fold in args.folds]
     for row in results:
         print(json.dumps(row))

@@ -190,3 +190,5 @@ def test_stage2_sweep_trains_stage_2_again_with_the_setting_given(tmp_path):
     assert 0.0 <= fold["val_accuracy"] <= 1.0 and fold["val_cross_entropy"] > 0
     assert entry["set"] == ["stage2_epochs=3", "lam=5"]
     assert stage2_sweep.parse_setting("alpha-m=1e-3") == ("alpha_m", 1e-3)
+    with pytest.raises(SystemExit, match="--set: .*'lamda'"):
+        stage2_sweep.main([str(out), "--folds", "1", "--set", "lamda=5"])
