@@ -93,3 +93,23 @@ def test_a_model_below_the_frozen_probe_is_told_in_one_line():
     assert warning in comparison_markdown(model, {PIXELS.key: pixels, FROZEN.key: frozen})
     assert below_probe_warning({**model, "mean_accuracy": 0.82}, {FROZEN.key: frozen}) is None  # a tie is not below
     assert below_probe_warning(model, {PIXELS.key: pixels}) is None  # no probe, no claim
+
+
+def test_a_stage_2_that_lowers_stage_1s_mean_is_told_in_one_line():
+    from dam_cnn_tf.training.reports import below_stage1_note, crossval_markdown
+
+    summary = {"folds": 2, "fold_accuracies": [0.70, 0.80], "mean_accuracy": 0.75, "std_accuracy": 0.05,
+               "stage1_fold_accuracies": [0.80, 0.84], "num_samples": 20, "class_names": ["a", "b"],
+               "confusion_matrix": [[8, 2], [3, 7]]}
+    note = below_stage1_note(summary)
+    assert note is not None and "\n" not in note
+    assert "scored 82.00%" in note and "DAM-CNN 75.00%" in note and "docs/results.md" in note
+    rows = [{"fold": f"f{i}", "accuracy": a, "num_samples": 10} for i, a in enumerate(summary["fold_accuracies"])]
+    report = crossval_markdown("run", rows, summary)
+    assert "80.00, 84.00; **82.00 ± 2.00**" in report and note in report
+    # Stage 2 at or above stage 1, a run without stage-1 figures, or figures of other folds: no note.
+    assert below_stage1_note({**summary, "mean_accuracy": 0.82}) is None
+    without = {k: v for k, v in summary.items() if k != "stage1_fold_accuracies"}
+    assert below_stage1_note(without) is None
+    assert below_stage1_note({**summary, "stage1_fold_accuracies": [0.9]}) is None
+    assert "Stage 1 alone" not in crossval_markdown("run", rows, without)

@@ -107,3 +107,5 @@ def test_crossval_subject_grouped(tmp_path):
     gain = 100 * (np.mean(summary["fold_accuracies"]) - np.mean(stage1))
     assert f"| VGG-SERD: stage 1's own classifier (fc6-fc8), same runs | {100 * np.mean(stage1):.2f} ± " in report
     assert f"{gain:+.2f} ±" in report
+    assert f"**{100 * np.mean(stage1):.2f} ± {100 * np.std(stage1):.2f}**" in report  # also without --baselines
+    assert (np.mean(summary["fold_accuracies"]) < np.mean(stage1)) == ("Note: stage 2 lowered" in again.output)

@@ -104,6 +104,11 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
                f"over {summary['folds']} fold(s); results in {out}")
     if warning:
         click.echo(warning)
+    from dam_cnn_tf.training.reports import below_stage1_note
+
+    note = below_stage1_note(summary)
+    if note:
+        click.echo(note)
 
 
 def _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet):

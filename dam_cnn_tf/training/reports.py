@@ -63,6 +63,20 @@ def mean_std(values) -> tuple:
     return float(values.mean()), float(values.std(ddof=0))
 
 
+def below_stage1_note(summary: dict):
+    """One line when DAM-CNN's mean is below its own stage 1's (VGG-SERD) on the same folds, else None."""
+    stage1 = summary.get("stage1_fold_accuracies")
+    if not stage1 or len(stage1) != summary["folds"]:
+        return None
+    stage1_mean, _ = mean_std(stage1)
+    # Equal fold by fold is a tie, whatever the rounding of the two means.
+    if summary["mean_accuracy"] >= stage1_mean or np.isclose(summary["mean_accuracy"], stage1_mean, rtol=0, atol=1e-9):
+        return None
+    return (f"Note: stage 2 lowered the mean: VGG-SERD, stage 1's own classifier, scored {100 * stage1_mean:.2f}% on "
+            f"the same test faces, DAM-CNN {100 * summary['mean_accuracy']:.2f}%; see 'Below the frozen probe' "
+            "(item 2) in docs/results.md")
+
+
 def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
     """Per-fold and mean ± std accuracy, like the paper's Table 2, and the summed confusion matrix."""
     lines = [f"# {name}", "", "| fold | test samples | accuracy (%) |", "|---|---:|---:|"]
@@ -70,6 +84,14 @@ def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
         lines.append(f"| {fold['fold']} | {fold['num_samples']} | {100 * fold['accuracy']:.2f} |")
     lines.append(f"| **mean ± std** | {summary['num_samples']} | **{100 * summary['mean_accuracy']:.2f} ± "
                  f"{100 * summary['std_accuracy']:.2f}** |")
+    if "stage1_fold_accuracies" in summary:
+        stage1 = summary["stage1_fold_accuracies"]
+        mean, std = mean_std(stage1)
+        lines += ["", "Stage 1 alone, the same runs and test faces (VGG-SERD: its own classifier, fc6-fc8): "
+                  + ", ".join(f"{100 * a:.2f}" for a in stage1) + f"; **{100 * mean:.2f} ± {100 * std:.2f}**."]
+        note = below_stage1_note(summary)
+        if note:
+            lines += ["", f"**{note}**"]
     names = summary["class_names"]
     percent = row_percentages(summary["confusion_matrix"])
     lines += ["", "Confusion matrix summed over folds (% of each true class):", "",
