@@ -113,3 +113,9 @@ def test_a_stage_2_that_lowers_stage_1s_mean_is_told_in_one_line():
     assert below_stage1_note(without) is None
     assert below_stage1_note({**summary, "stage1_fold_accuracies": [0.9]}) is None
     assert "Stage 1 alone" not in crossval_markdown("run", rows, without)
+    # With the validation parts scored too, the report and the note give them: where to choose.
+    scored = {**summary, "validation_fold_accuracies": [0.5, 0.6], "stage1_validation_fold_accuracies": [0.9, 1.0]}
+    assert "VGG-SERD 95.00%, DAM-CNN 55.00%" in below_stage1_note(scored)
+    assert "On the validation parts, where a choice between the two belongs: VGG-SERD 95.00%, DAM-CNN 55.00%" \
+        in crossval_markdown("run", rows, scored)
+    assert "validation parts" not in note

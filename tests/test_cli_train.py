@@ -109,3 +109,9 @@ def test_crossval_subject_grouped(tmp_path):
     assert f"{gain:+.2f} ±" in report
     assert f"**{100 * np.mean(stage1):.2f} ± {100 * np.std(stage1):.2f}**" in report  # also without --baselines
     assert (np.mean(summary["fold_accuracies"]) < np.mean(stage1)) == ("Note: stage 2 lowered" in again.output)
+    # Both models are also scored on each fold's validation faces: fractions of that many faces.
+    for key in ("validation_fold_accuracies", "stage1_validation_fold_accuracies"):
+        for accuracy, fold in zip(summary[key], folds):
+            correct = accuracy * len(fold["val"])
+            assert 0 <= accuracy <= 1 and np.isclose(correct, round(correct))
+    assert f"VGG-SERD {100 * np.mean(summary['stage1_validation_fold_accuracies']):.2f}%" in report

@@ -69,12 +69,20 @@ def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, s
         result["fold"] = fold.name
         if stage1 is not None:
             result["stage1_accuracy"] = stage1["accuracy"]
+            if len(val):  # the faces a choice between the two models may be made on
+                result["validation_accuracy"] = _accuracy(model, val, config)
+                result["stage1_validation_accuracy"] = _accuracy(vgg_serd, val, config)
         atomic_write_text(run.path / "test_predictions.csv",
                           predictions_csv(fold.test, labels, probabilities, data.class_names))
         write_evaluation(result, run.path, stem="test_evaluation", title=f"{fold.name}: test")
         run.mark_completed("test", accuracy=result["accuracy"])
     keras.backend.clear_session()
     return result
+
+
+def _accuracy(model, faces, config: TrainConfig) -> float:
+    probabilities = predict_probabilities(model, faces.images, config.input_size)
+    return float(np.mean(np.argmax(probabilities, axis=1) == faces.labels))
 
 
 def format_duration(seconds: float) -> str:
@@ -136,6 +144,9 @@ def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, 
     }
     if all("stage1_accuracy" in r for r in results):  # folds run before this was recorded have none
         summary["stage1_fold_accuracies"] = [r["stage1_accuracy"] for r in results]
+    if all("stage1_validation_accuracy" in r for r in results):
+        summary["validation_fold_accuracies"] = [r["validation_accuracy"] for r in results]
+        summary["stage1_validation_fold_accuracies"] = [r["stage1_validation_accuracy"] for r in results]
     rows = [{"fold": r["fold"], "accuracy": r["accuracy"], "num_samples": r["num_samples"]} for r in results]
     if chief:
         write_evaluation(summary, out, stem="results", title=f"{name}: {100 * mean:.1f} +/- {100 * std:.1f}%")

@@ -63,6 +63,16 @@ def mean_std(values) -> tuple:
     return float(values.mean()), float(values.std(ddof=0))
 
 
+def validation_comparison(summary: dict):
+    """Both models' mean accuracy on the folds' validation parts, in words, or None if not recorded."""
+    if "stage1_validation_fold_accuracies" not in summary:
+        return None
+    stage1, _ = mean_std(summary["stage1_validation_fold_accuracies"])
+    final, _ = mean_std(summary["validation_fold_accuracies"])
+    return (f"on the validation parts, where a choice between the two belongs: VGG-SERD {100 * stage1:.2f}%, "
+            f"DAM-CNN {100 * final:.2f}% (mean of folds)")
+
+
 def below_stage1_note(summary: dict):
     """One line when DAM-CNN's mean is below its own stage 1's (VGG-SERD) on the same folds, else None."""
     stage1 = summary.get("stage1_fold_accuracies")
@@ -72,9 +82,11 @@ def below_stage1_note(summary: dict):
     # Equal fold by fold is a tie, whatever the rounding of the two means.
     if summary["mean_accuracy"] >= stage1_mean or np.isclose(summary["mean_accuracy"], stage1_mean, rtol=0, atol=1e-9):
         return None
+    validation = validation_comparison(summary)
     return (f"Note: stage 2 lowered the mean: VGG-SERD, stage 1's own classifier, scored {100 * stage1_mean:.2f}% on "
-            f"the same test faces, DAM-CNN {100 * summary['mean_accuracy']:.2f}%; see 'Below the frozen probe' "
-            "(item 2) in docs/results.md")
+            f"the same test faces, DAM-CNN {100 * summary['mean_accuracy']:.2f}%"
+            + (f"; {validation}" if validation else "")
+            + "; see 'Below the frozen probe' (item 2) in docs/results.md")
 
 
 def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
@@ -89,6 +101,9 @@ def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
         mean, std = mean_std(stage1)
         lines += ["", "Stage 1 alone, the same runs and test faces (VGG-SERD: its own classifier, fc6-fc8): "
                   + ", ".join(f"{100 * a:.2f}" for a in stage1) + f"; **{100 * mean:.2f} ± {100 * std:.2f}**."]
+        validation = validation_comparison(summary)
+        if validation:
+            lines += ["", f"{validation[0].upper()}{validation[1:]}."]
         note = below_stage1_note(summary)
         if note:
             lines += ["", f"**{note}**"]
