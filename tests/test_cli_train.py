@@ -42,6 +42,24 @@ def test_validation_split_is_subject_independent(trained_run):
     assert not set(subjects[split["train"]]) & set(subjects[split["val"]])
 
 
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # the weights alone are loaded
+def test_train_scores_stage_one_on_the_validation_faces_too(trained_run):
+    from dam_cnn_tf.commands.demo import synthetic_prepared
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.evaluation import predict_probabilities
+    from dam_cnn_tf.training.stages import build_stage1_model
+
+    config = TrainConfig(**read_json(trained_run / "config.json"))
+    data = synthetic_prepared(config)
+    val = read_json(trained_run / "split.json")["val"]
+    vgg_serd = build_stage1_model(config, len(data.class_names))
+    vgg_serd.load_weights(trained_run / "stage1" / "vgg_serd.weights.h5")
+    predicted = predict_probabilities(vgg_serd, data.faces[val], config.input_size).argmax(axis=1)
+    result = read_json(trained_run / "val_evaluation.json")
+    assert result["stage1_accuracy"] == pytest.approx(np.mean(predicted == data.labels[val]))
+    assert result["num_samples"] == len(val)
+
+
 def test_evaluate_and_export(trained_run, tmp_path):
     folder = synthetic_folder(tmp_path / "faces")
     result = invoke("evaluate", trained_run, "--data", folder, "--no-detect", "--out", tmp_path / "eval", "--quiet")
@@ -57,10 +75,13 @@ def test_evaluate_and_export(trained_run, tmp_path):
 
 def test_stage_one_then_stage_two(tmp_path):
     run = tmp_path / "staged"
-    invoke("train", "--run-dir", run, "--stage", "1", *TINY_OPTIONS)
+    first = invoke("train", "--run-dir", run, "--stage", "1", *TINY_OPTIONS)
     assert read_json(run / "state.json")["completed"] == ["stage1"]
     assert not (run / "model.keras").exists()
-    invoke("train", "--run-dir", run, "--stage", "2", *TINY_OPTIONS)
+    assert "Validation accuracy:" in first.output and "VGG-SERD" not in first.output  # stage 1 is the model
+    second = invoke("train", "--run-dir", run, "--stage", "2", *TINY_OPTIONS)
+    stage1 = read_json(run / "val_evaluation.json")["stage1_accuracy"]
+    assert f"; VGG-SERD, stage 1's own classifier: {100 * stage1:.2f}%" in second.output
     assert read_json(run / "state.json")["completed"] == ["stage1", "stage2", "model"]
 
 

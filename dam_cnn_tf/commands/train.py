@@ -88,16 +88,18 @@ def train(data, run_dir, resume, stage, config_file, quiet, **kwargs):
             result = run_training(run, config, spec, stage, verbose=progress_level(quiet))
     click.echo(f"Run written to {run.path}")
     if result is not None:
-        click.echo(f"Validation accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
+        stage1 = result.get("stage1_accuracy")
+        click.echo(f"Validation accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces"
+                   + ("" if stage1 is None else f"; VGG-SERD, stage 1's own classifier: {100 * stage1:.2f}%"))
 
 
 def run_training(run, config, spec: dict, stage: str, verbose: int = 1):
     """Prepare the data the run names, split it, train, evaluate on the validation part."""
     from dam_cnn_tf.data.protocols import Fold
-    from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
+    from dam_cnn_tf.training.evaluation import accuracy_on, classification_report, predict_probabilities
     from dam_cnn_tf.training.prepare import training_split
     from dam_cnn_tf.training.reports import write_evaluation
-    from dam_cnn_tf.training.stages import train_dam_cnn
+    from dam_cnn_tf.training.stages import train_both_stages
 
     if spec.get("path") is None:
         from dam_cnn_tf.commands.demo import synthetic_prepared
@@ -115,8 +117,11 @@ def run_training(run, config, spec: dict, stage: str, verbose: int = 1):
                f"classes {', '.join(data.class_names)}")
     train_set = data.face_set(split.train, config.pair_attribute)
     val_set = data.face_set(split.val, config.pair_attribute)
-    model = train_dam_cnn(config, train_set, val_set, run, data.class_names, stage=stage, verbose=verbose)
-    probabilities = predict_probabilities(model, val_set.images, config.input_size)
+    vgg_serd, model = train_both_stages(config, train_set, val_set, run, data.class_names, stage=stage,
+                                        verbose=verbose)
+    probabilities = predict_probabilities(vgg_serd if model is None else model, val_set.images, config.input_size)
     result = classification_report(val_set.labels, probabilities, data.class_names)
+    if model is not None:  # what stage 2 added on these faces: the paper's Table 4 question
+        result["stage1_accuracy"] = accuracy_on(vgg_serd, val_set, config.input_size)
     write_evaluation(result, run.path, stem="val_evaluation", title="validation")
     return result

@@ -20,7 +20,7 @@ import numpy as np
 
 from dam_cnn_tf.data.protocols import Fold, save_folds
 from dam_cnn_tf.training.config import TrainConfig
-from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities, predictions_csv
+from dam_cnn_tf.training.evaluation import accuracy_on, classification_report, predict_probabilities, predictions_csv
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.reports import crossval_markdown, mean_std, write_evaluation
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
@@ -70,19 +70,14 @@ def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, s
         if stage1 is not None:
             result["stage1_accuracy"] = stage1["accuracy"]
             if len(val):  # the faces a choice between the two models may be made on
-                result["validation_accuracy"] = _accuracy(model, val, config)
-                result["stage1_validation_accuracy"] = _accuracy(vgg_serd, val, config)
+                result["validation_accuracy"] = accuracy_on(model, val, config.input_size)
+                result["stage1_validation_accuracy"] = accuracy_on(vgg_serd, val, config.input_size)
         atomic_write_text(run.path / "test_predictions.csv",
                           predictions_csv(fold.test, labels, probabilities, data.class_names))
         write_evaluation(result, run.path, stem="test_evaluation", title=f"{fold.name}: test")
         run.mark_completed("test", accuracy=result["accuracy"])
     keras.backend.clear_session()
     return result
-
-
-def _accuracy(model, faces, config: TrainConfig) -> float:
-    probabilities = predict_probabilities(model, faces.images, config.input_size)
-    return float(np.mean(np.argmax(probabilities, axis=1) == faces.labels))
 
 
 def format_duration(seconds: float) -> str:

@@ -16,6 +16,12 @@ def predict_probabilities(model, faces: np.ndarray, input_size: int, batch_size:
     return out[PROBABILITIES] if isinstance(out, dict) else out
 
 
+def accuracy_on(model, faces, input_size: int) -> float:
+    """The accuracy of ``model`` on a ``FaceSet`` (its uint8 images and labels)."""
+    predicted = predict_probabilities(model, faces.images, input_size).argmax(axis=1)
+    return float(accuracy_score(faces.labels, predicted))
+
+
 def classification_report(labels, probabilities, class_names) -> dict:
     """Accuracy, per-class recall and the confusion matrix (rows: true, columns: predicted)."""
     labels = np.asarray(labels)
