@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -192,3 +193,26 @@ def test_stage2_sweep_trains_stage_2_again_with_the_setting_given(tmp_path):
     assert stage2_sweep.parse_setting("alpha-m=1e-3") == ("alpha_m", 1e-3)
     with pytest.raises(SystemExit, match="--set: .*'lamda'"):
         stage2_sweep.main([str(out), "--folds", "1", "--set", "lamda=5"])
+    # A logistic regression on the same cached features, scored on the same validation faces.
+    stage2_sweep.main([str(out), "--folds", "1", "--logistic", "0.5", "--json", str(figures)])
+    entry = json.loads(figures.read_text())[-1]
+    assert entry["set"] == ["logistic C=0.5"]
+    (fold,) = entry["folds"]
+    from dam_cnn_tf.data.feature_cache import FeatureCache
+
+    val = FeatureCache.open(out / "fold-01" / "features" / "val")
+    correct = fold["val_accuracy"] * len(val)
+    assert np.isclose(correct, round(correct)) and fold["train_accuracy"] >= 0.5 and fold["val_cross_entropy"] > 0
+
+
+def test_checkpoint_cost_times_the_round_end_writes_of_stage_2(tmp_path):
+    from benchmarks import checkpoint_cost
+
+    figures_path = tmp_path / "cost.json"
+    checkpoint_cost.main(["--input-dim", "24", "--encoder-units", "8", "--num-paths", "2", "--fc-units", "6",
+                          "--classes", "3", "--tries", "2", "--json", str(figures_path)])
+    figures = json.loads(figures_path.read_text())
+    assert len(figures["backup_seconds"]) == len(figures["best_seconds"]) == 2
+    # The backup holds the weights and both Adam moments; the best checkpoint the weights alone.
+    assert 4 * figures["weights"] <= figures["best_bytes"] < figures["backup_bytes"]
+    assert figures["backup_bytes"] >= 3 * 4 * figures["weights"]  # float32 weights, first and second moments
