@@ -7,6 +7,7 @@ validation cross-entropy) is reported; the test part is never read.
 
     python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set alpha_m=1e-3 --set alpha_fc=1e-3
     python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --logistic 0.1
+    python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set init_from_vgg_serd=0 --set encoder_units=1024
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 
 def parse_setting(text: str):
     name, _, value = text.partition("=")
+    if value.lower() in ("true", "false"):
+        return name.replace("-", "_"), value.lower() == "true"
     for kind in (int, float):
         try:
             return name.replace("-", "_"), kind(value)
@@ -43,11 +46,16 @@ def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
     train = stages.FaceSet(np.zeros((len(train_cache), 1, 1, 3), np.uint8), train_cache.labels)
     val = stages.FaceSet(np.zeros((len(val_cache), 1, 1, 3), np.uint8), val_cache.labels)
     classes = json.loads((fold_dir / "classes.json").read_text())["class_names"]
+    vgg_serd = None
+    if config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.decoder != "dense":
+        # What reaches back into stage 1 reads the fold's own VGG-SERD.
+        vgg_serd = stages.build_stage1_model(config, len(classes))
+        vgg_serd.load_weights(fold_dir / "stage1" / "vgg_serd.weights.h5")
     with tempfile.TemporaryDirectory(prefix="stage2-sweep-") as tmp:
         keras.utils.set_random_seed(config.seed)  # as train_dam_cnn does
         start = time.monotonic()
         stages.train_mpvs_net(config, (train_cache, val_cache), train, val, RunDir(Path(tmp)), len(classes),
-                              verbose=verbose)
+                              vgg_serd, verbose=verbose)
         seconds = time.monotonic() - start
         rows = json.loads((Path(tmp) / "stage2" / "metrics.json").read_text())
     best = min(rows, key=lambda row: row["val_cross_entropy"])

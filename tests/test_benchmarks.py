@@ -191,6 +191,10 @@ def test_stage2_sweep_trains_stage_2_again_with_the_setting_given(tmp_path):
     assert 0.0 <= fold["val_accuracy"] <= 1.0 and fold["val_cross_entropy"] > 0
     assert entry["set"] == ["stage2_epochs=3", "lam=5"]
     assert stage2_sweep.parse_setting("alpha-m=1e-3") == ("alpha_m", 1e-3)
+    assert stage2_sweep.parse_setting("init-from-vgg-serd=False") == ("init_from_vgg_serd", False)
+    # A setting that reaches back into stage 1 reads the fold's own VGG-SERD.
+    stage2_sweep.main([str(out), "--folds", "0", "--set", "init_from_vgg_serd=true", "--json", str(figures)])
+    assert json.loads(figures.read_text())[-1]["set"] == ["init_from_vgg_serd=true"]
     with pytest.raises(SystemExit, match="--set: .*'lamda'"):
         stage2_sweep.main([str(out), "--folds", "1", "--set", "lamda=5"])
     # A logistic regression on the same cached features, scored on the same validation faces.

@@ -89,6 +89,20 @@ def test_diagnose_run_reads_a_finished_run(tmp_path):
     assert report["start"]["reconstruction"] != pytest.approx(report["trained"]["reconstruction"])
 
 
+def test_diagnosed_start_is_the_runs_own_start_from_vgg_serd(tmp_path):
+    import json
+
+    data = synthetic_folder(tmp_path / "faces")
+    run = tmp_path / "run"
+    invoke("train", "--data", data, "--no-detect", "--run-dir", run, *TINY_OPTIONS, "--init-from-vgg-serd")
+    from_vgg_serd = diagnose_run(run)["start"]
+    # The same run read as if stage 2 had started at random: another start, so another report.
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "init_from_vgg_serd": False}))
+    at_random = diagnose_run(run)["start"]
+    assert from_vgg_serd["code_mean"] != pytest.approx(at_random["code_mean"])
+
+
 def test_prediction_agreement_counts_faces_fixed_broken_and_unchanged(tmp_path):
     from dam_cnn_tf.training.evaluation import predictions_csv
     from dam_cnn_tf.training.stage2_diagnostics import prediction_agreement

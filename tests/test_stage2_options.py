@@ -27,3 +27,61 @@ def test_num_paths_beside_pair_attribute_is_refused_in_one_line(tmp_path):
     message = result.output.strip().splitlines()
     assert len(message) == 1 and "--num-paths" in message[0] and "--pair-attribute" in message[0], result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_mpvs_net_from_vgg_serd_starts_as_stage_1s_classifier_with_a_sigmoid_code(tmp_path, monkeypatch):
+    """With --init-from-vgg-serd, MPVS-Net before its first step is fc6 -> sigmoid -> fc7 -> fc8 of
+    the fold's VGG-SERD (NumPy below), on the features the encoder scales itself."""
+    from dam_cnn_tf.data.feature_cache import write_feature_cache
+    from dam_cnn_tf.training import stages
+    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.training.run_dir import RunDir
+
+    config = TrainConfig(backbone="compact-tiny", input_size=32, fc_units=16, encoder_units=16, num_paths=2,
+                         classes=6, init_from_vgg_serd=True, stage2_epochs=1, stage2_batch_size=8)
+    vgg_serd = stages.build_stage1_model(config, 3)
+    rng = np.random.default_rng(1)
+    for name in ("fc6", "fc7", "fc8"):  # stage 1 "trained": weights unlike any fresh initialisation
+        vgg_serd.get_layer(name).set_weights([rng.normal(0, 0.3, w.shape).astype("float32")
+                                              for w in vgg_serd.get_layer(name).get_weights()])
+    width = vgg_serd.get_layer("fc6").get_weights()[0].shape[0]
+    labels = np.arange(12) % 3
+    s = (rng.gamma(1.0, 2.0, size=(12, width)) * (rng.random((12, width)) > 0.4)).astype("float32")
+    caches = [write_feature_cache(tmp_path / part, lambda x: x, [(s, labels)], num_samples=12, verbose=0)
+              for part in ("train", "val")]
+    faces = stages.FaceSet(np.zeros((12, 1, 1, 3), np.uint8), labels)
+    monkeypatch.setattr(stages, "_fit", lambda *args, **kwargs: (None, 0))  # the start, untrained
+    net = stages.train_mpvs_net(config, caches, faces, faces, RunDir(tmp_path / "run"), 3, vgg_serd, verbose=0)
+
+    (k6, b6), (k7, b7), (k8, b8) = (vgg_serd.get_layer(n).get_weights() for n in ("fc6", "fc7", "fc8"))
+    code = 1 / (1 + np.exp(-(s.astype(np.float64) @ k6 + b6)))  # Eq. 6 with fc6's pre-activation
+    logits = np.maximum(code @ k7 + b7, 0) @ k8 + b8
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(net(s)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_face_resnet_stage_2_starts_from_vgg_serd_and_refuses_unequal_widths_in_one_line():
+    import pytest
+
+    from dam_cnn_tf.training.config import ConfigError, resolve_config
+
+    config = resolve_config(None, backbone="face-resnet")
+    assert config.init_from_vgg_serd and config.encoder_units == config.fc_units
+    assert not resolve_config(None).init_from_vgg_serd  # VGG-Face: random MPVS-Net unless asked
+    # The FER2013 preset's recipe is kept as the preset was built.
+    preset = resolve_config("examples/configs/fer2013-face-resnet.toml")
+    assert not preset.init_from_vgg_serd and preset.encoder_units == 1024
+    with pytest.raises(ConfigError, match=r"^--init-from-vgg-serd: .*1024 != 512.*--no-init-from-vgg-serd$"):
+        resolve_config(None, backbone="face-resnet", encoder_units=1024)
+    assert resolve_config(None, backbone="face-resnet", encoder_units=1024, init_from_vgg_serd=False).encoder_units == 1024
+
+
+def test_train_with_init_from_vgg_serd_runs_both_stages_and_records_it(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    invoke("train", "--data", synthetic_folder(tmp_path / "faces"), "--no-detect", "--run-dir", run, *TINY_OPTIONS,
+           "--init-from-vgg-serd")
+    assert json.loads((run / "config.json").read_text())["init_from_vgg_serd"] is True
+    assert "stage2" in json.loads((run / "state.json").read_text())["completed"]

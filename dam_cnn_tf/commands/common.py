@@ -100,6 +100,8 @@ _HELP = {
     "stage2_monitor": "validation metric that picks stage 2's best epoch and stops it early: val_cross_entropy "
                       "(Eq. 10's loss, the classifier's objective), val_accuracy, or val_loss (Eq. 11's "
                       "ΣJ_j + λ·L_ce, the paper's convergence criterion, dominated by reconstruction)",
+    "init_from_vgg_serd": "start MPVS-Net from VGG-SERD's classifier: the MPAE encoder from fc6 (as "
+                          "--init-encoder-from-fc6), its FC layer from fc7, its output layer from fc8 (needs equal widths)",
     "init_encoder_from_fc6": "start the MPAE encoder from stage 1's fc6, rescaled so its pre-activation on the unscaled training features is fc6's (sigmoid instead of ReLU after it; needs equal widths)",
 }
 

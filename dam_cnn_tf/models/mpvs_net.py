@@ -108,6 +108,12 @@ class MPVSNet(keras.Model):
     def mpae_variables(self):
         return self.mpae.trainable_variables
 
+    def init_head_from_dense(self, fc_weights, output_weights) -> None:
+        """Start the two FC layers (W, B of Eq. 10) from ``[kernel, bias]`` pairs of the same
+        shapes: stage 1's fc7 and fc8, when the encoder starts from its fc6."""
+        self.fc1.set_weights(fc_weights)
+        self.classifier.set_weights(output_weights)
+
     def classify(self, h, training=False):
         """The two FC layers on an encoding ``h``."""
         return self.classifier(self.fc_dropout(self.fc1(h), training=training))

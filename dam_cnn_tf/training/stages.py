@@ -384,16 +384,28 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     return train_mpvs_net(config, caches, train, val, run, num_classes, vgg_serd, verbose)
 
 
+def start_from_vgg_serd(net: MPVSNet, vgg_serd, config: TrainConfig) -> None:
+    """MPVS-Net's starting weights from stage 1's classifier, as far as ``config`` asks: the
+    encoder from fc6 (``init_encoder_from_fc6``), and with ``init_from_vgg_serd`` also its FC
+    layer from fc7 and its output layer from fc8. Call after the encoder's scaling is fitted."""
+    if config.init_encoder_from_fc6 or config.init_from_vgg_serd:
+        net.mpae.init_encoder_from_dense(*vgg_serd.get_layer("fc6").get_weights())
+    if config.init_from_vgg_serd:
+        net.init_head_from_dense(vgg_serd.get_layer("fc7").get_weights(), vgg_serd.get_layer("fc8").get_weights())
+
+
 def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, run: RunDir, num_classes: int,
                    vgg_serd=None, verbose: int = 1) -> MPVSNet:
     """MPVS-Net on the cached salient features ``caches = (train, val)`` (Algorithm 1, lines 5-11).
 
     Of the faces only the labels (and attributes) are read, but for ``end_to_end``. ``vgg_serd``
-    is needed by what reaches back into stage 1: ``init_encoder_from_fc6``, ``end_to_end`` and
+    is needed by what reaches back into stage 1: ``init_encoder_from_fc6``, ``init_from_vgg_serd``, ``end_to_end`` and
     the convolutional decoders (the feature map's shape).
     """
-    if vgg_serd is None and (config.init_encoder_from_fc6 or config.end_to_end or config.decoder != "dense"):
-        raise ConfigError("--init-encoder-from-fc6, --end-to-end and --decoder conv need stage 1's model")
+    if vgg_serd is None and (config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.end_to_end
+                             or config.decoder != "dense"):
+        raise ConfigError("--init-encoder-from-fc6, --init-from-vgg-serd, --end-to-end and --decoder conv need "
+                          "stage 1's model")
     train_cache, val_cache = caches
     stage_dir = run.stage_dir("stage2")
     num_paths = num_paths_for(config, train)
@@ -424,8 +436,7 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
         net.load_weights(stage_dir / "mpvs_net.weights.h5")
         return net
     net.mpae.adapt(train_cache.features)  # the [0, 1] scaling, from training features only
-    if config.init_encoder_from_fc6:
-        net.mpae.init_encoder_from_dense(*vgg_serd.get_layer("fc6").get_weights())
+    start_from_vgg_serd(net, vgg_serd, config)
     # The validation pairs stay fixed, so their loss is comparable from epoch to epoch.
     val_targets = _pair_targets(config, val, config.seed + 1, num_paths)
     if config.end_to_end:
