@@ -7,7 +7,7 @@ validation cross-entropy) is reported; the test part is never read.
 
     python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set alpha_m=1e-3 --set alpha_fc=1e-3
     python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --logistic 0.1
-    python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set init_from_vgg_serd=0 --set encoder_units=1024
+    python benchmarks/stage2_sweep.py results/ck48 --folds 0 1 2 --set init_from_vgg_serd=false --set encoder_units=1024
 """
 
 from __future__ import annotations

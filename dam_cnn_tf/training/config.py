@@ -182,7 +182,7 @@ FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 # at 3e-4 (at the paper's 1e-4, 400 steps from random weights left MPVS-Net at 52 % training
 # accuracy on a CK+48 fold whose VGG-SERD had 96 %), and MPVS-Net starts from VGG-SERD's
 # fc6-fc8, so its code is fc6's width: from random weights it lost to stage 1's own classifier
-# on the validation faces of 2,000 FER2013 faces, by 5 points (docs/results.md).
+# on the validation faces of 2,000 FER2013 faces, by 4.6 points (docs/results.md).
 BACKBONE_RECIPES = {
     "face-resnet": dict(input_size=150, fine_tune_from="conv256_down_conv1_conv", fc_units=512,
                         encoder_units=512, init_from_vgg_serd=True, num_paths=3, alpha_s=1e-4, alpha_m=3e-4,

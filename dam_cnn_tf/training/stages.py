@@ -399,8 +399,8 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
     """MPVS-Net on the cached salient features ``caches = (train, val)`` (Algorithm 1, lines 5-11).
 
     Of the faces only the labels (and attributes) are read, but for ``end_to_end``. ``vgg_serd``
-    is needed by what reaches back into stage 1: ``init_encoder_from_fc6``, ``init_from_vgg_serd``, ``end_to_end`` and
-    the convolutional decoders (the feature map's shape).
+    is needed by what reaches back into stage 1: ``init_encoder_from_fc6``,
+    ``init_from_vgg_serd``, ``end_to_end`` and the convolutional decoders (the feature map's shape).
     """
     if vgg_serd is None and (config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.end_to_end
                              or config.decoder != "dense"):
