@@ -47,7 +47,7 @@ def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
     val = stages.FaceSet(np.zeros((len(val_cache), 1, 1, 3), np.uint8), val_cache.labels)
     classes = json.loads((fold_dir / "classes.json").read_text())["class_names"]
     vgg_serd = None
-    if config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.decoder != "dense":
+    if stages.needs_vgg_serd(config):
         # What reaches back into stage 1 reads the fold's own VGG-SERD.
         vgg_serd = stages.build_stage1_model(config, len(classes))
         vgg_serd.load_weights(fold_dir / "stage1" / "vgg_serd.weights.h5")

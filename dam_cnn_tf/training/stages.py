@@ -384,6 +384,12 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     return train_mpvs_net(config, caches, train, val, run, num_classes, vgg_serd, verbose)
 
 
+def needs_vgg_serd(config: TrainConfig) -> bool:
+    """Whether stage 2 reaches back into stage 1's model: its weights as a start, the backbone
+    for end-to-end training, or the feature map's shape for the convolutional decoders."""
+    return config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.end_to_end or config.decoder != "dense"
+
+
 def start_from_vgg_serd(net: MPVSNet, vgg_serd, config: TrainConfig) -> None:
     """MPVS-Net's starting weights from stage 1's classifier, as far as ``config`` asks: the
     encoder from fc6 (``init_encoder_from_fc6``), and with ``init_from_vgg_serd`` also its FC
@@ -402,8 +408,7 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
     is needed by what reaches back into stage 1: ``init_encoder_from_fc6``,
     ``init_from_vgg_serd``, ``end_to_end`` and the convolutional decoders (the feature map's shape).
     """
-    if vgg_serd is None and (config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.end_to_end
-                             or config.decoder != "dense"):
+    if vgg_serd is None and needs_vgg_serd(config):
         raise ConfigError("--init-encoder-from-fc6, --init-from-vgg-serd, --end-to-end and --decoder conv need "
                           "stage 1's model")
     train_cache, val_cache = caches
