@@ -5,7 +5,7 @@ moments, ``AtomicBackupAndRestore``) and, when the round improved, a best checkp
 alone, ``AtomicModelCheckpoint``). This times both callbacks' own writes on an MPVS-Net of the
 given size, after one training step so that both optimizers hold their moments:
 
-    python benchmarks/checkpoint_cost.py --json checkpoint-cost.json   # face-resnet's MPVS-Net
+    python benchmarks/checkpoint_cost.py --json checkpoint-cost.json   # N = 3, 4096 -> 1024, as in docs/performance.md
 """
 
 from __future__ import annotations

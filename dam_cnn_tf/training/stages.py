@@ -384,17 +384,22 @@ def train_stage2(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, ru
     return train_mpvs_net(config, caches, train, val, run, num_classes, vgg_serd, verbose)
 
 
+def starts_from_vgg_serd(config: TrainConfig) -> bool:
+    """Whether MPVS-Net's first weights come from stage 1's classifier (fc6, or fc6-fc8)."""
+    return config.init_encoder_from_fc6 or config.init_from_vgg_serd
+
+
 def needs_vgg_serd(config: TrainConfig) -> bool:
     """Whether stage 2 reaches back into stage 1's model: its weights as a start, the backbone
     for end-to-end training, or the feature map's shape for the convolutional decoders."""
-    return config.init_encoder_from_fc6 or config.init_from_vgg_serd or config.end_to_end or config.decoder != "dense"
+    return starts_from_vgg_serd(config) or config.end_to_end or config.decoder != "dense"
 
 
 def start_from_vgg_serd(net: MPVSNet, vgg_serd, config: TrainConfig) -> None:
     """MPVS-Net's starting weights from stage 1's classifier, as far as ``config`` asks: the
     encoder from fc6 (``init_encoder_from_fc6``), and with ``init_from_vgg_serd`` also its FC
     layer from fc7 and its output layer from fc8. Call after the encoder's scaling is fitted."""
-    if config.init_encoder_from_fc6 or config.init_from_vgg_serd:
+    if starts_from_vgg_serd(config):
         net.mpae.init_encoder_from_dense(*vgg_serd.get_layer("fc6").get_weights())
     if config.init_from_vgg_serd:
         net.init_head_from_dense(vgg_serd.get_layer("fc7").get_weights(), vgg_serd.get_layer("fc8").get_weights())
