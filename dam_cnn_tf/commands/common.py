@@ -86,6 +86,8 @@ _HELP = {
     "fine_tune_from": "stage 1 trains the backbone from this layer on and keeps the earlier ones frozen "
                       "(e.g. conv256_down_conv1_conv for face-resnet); unset: the whole backbone, as the paper",
     "num_paths": "N, the MPAE's decoding paths",
+    "fc6_activation": "relu (VGG-Face's) or sigmoid (the MPAE encoder's, Eq. 6, so that --init-from-vgg-serd "
+                      "starts MPVS-Net as exactly stage 1's classifier)",
     "pair_attribute": "decoder j reconstructs a same-class sample whose attribute has value j (DAM-CNN-g)",
     "resample_pairs": "draw fresh same-class targets every epoch of stage 2 (seeded) instead of the paper's "
                       "one stored set of pairs",

@@ -22,6 +22,8 @@ from dam_cnn_tf.optimizers import FusedAdam
 BACKBONE = "backbone"
 SERD = "serd"
 FLATTEN = "flatten"
+# fc6's activations: VGG-Face's, or the MPAE encoder's (Eq. 6).
+FC6_ACTIVATIONS = ("relu", "sigmoid")
 
 
 def build_vgg_serd(
@@ -35,6 +37,7 @@ def build_vgg_serd(
     backbone: Optional[keras.Model] = None,
     preprocessing: Optional[keras.layers.Layer] = None,
     backbone_widths=VGG_FACE_WIDTHS,
+    fc6_activation: str = "relu",
     name: str = "vgg_serd",
 ) -> keras.Model:
     """The stage-1 model: raw RGB images ``(B, H, W, 3)`` in, class probabilities out.
@@ -43,7 +46,13 @@ def build_vgg_serd(
     ``(B, h, w, C)`` (beyond the paper); give its ``preprocessing`` too. By default it is
     VGG-Face (Table 1) with its own preprocessing, so that converted VGG-Face weights
     (``dam_cnn_tf.weights``) load by layer name.
+
+    ``fc6_activation`` is VGG-Face's ReLU by default; ``"sigmoid"`` gives fc6 the MPAE encoder's
+    activation (Eq. 6), so that MPVS-Net can start as exactly this classifier (beyond the paper,
+    for a backbone with no pretrained fc6).
     """
+    if fc6_activation not in FC6_ACTIVATIONS:
+        raise ValueError(f"fc6_activation must be one of {', '.join(FC6_ACTIVATIONS)}, got {fc6_activation!r}")
     if backbone is None:
         backbone = build_vgg_face(input_shape=input_shape, include_top=False, widths=backbone_widths, name=BACKBONE)
         preprocessing = preprocessing or VGGFacePreprocess(name="preprocess")
@@ -57,7 +66,7 @@ def build_vgg_serd(
     else:
         h_s = h_c
     x = keras.layers.Flatten(name=FLATTEN)(h_s)
-    x = keras.layers.Dense(fc_units, activation="relu", name="fc6")(x)
+    x = keras.layers.Dense(fc_units, activation=fc6_activation, name="fc6")(x)
     x = keras.layers.Dropout(dropout, name="fc6_dropout")(x)
     x = keras.layers.Dense(fc_units, activation="relu", name="fc7")(x)
     x = keras.layers.Dropout(dropout, name="fc7_dropout")(x)

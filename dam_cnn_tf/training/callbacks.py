@@ -74,11 +74,22 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _save_model(self, epoch, batch, logs):
         if self._should_save_model(epoch, batch, logs, str(self.final_path)):
-            tmp = temporary_sibling(self.final_path)
-            with open(tmp, "wb") as f:
-                np.savez(f, *self.model.get_weights())
-            os.replace(tmp, self.final_path)
-            atomic_write_json(self.state_path, {"best": float(self.best), "epoch": epoch + 1, "monitor": self.monitor})
+            _write_best(self.model, self.final_path, self.best, epoch + 1, self.monitor)
+
+
+def keep_start_as_best(model, filepath, monitor: str, value: float) -> None:
+    """Make the model's weights before its first epoch the best checkpoint so far ("epoch" 0),
+    with ``value`` its monitored score: ``AtomicModelCheckpoint(filepath)`` then keeps only an
+    epoch that beats the start, and a stage that only got worse ends where it began."""
+    _write_best(model, Path(filepath), value, 0, monitor)
+
+
+def _write_best(model, path: Path, best: float, epoch: int, monitor: str) -> None:
+    tmp = temporary_sibling(path)
+    with open(tmp, "wb") as f:
+        np.savez(f, *model.get_weights())
+    os.replace(tmp, path)
+    atomic_write_json(path.with_name(path.name + ".json"), {"best": float(best), "epoch": epoch, "monitor": monitor})
 
 
 def restore_best_weights(model, path) -> None:

@@ -18,6 +18,7 @@ from dam_cnn_tf.training.budget import SCHEDULES
 
 # The backbones a run can use: see dam_cnn_tf.models.backbones.
 from dam_cnn_tf.models.backbones import BACKBONES, WEIGHTS_FILES  # noqa: E402
+from dam_cnn_tf.models.vgg_serd import FC6_ACTIVATIONS  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,10 @@ class TrainConfig:
     gamma1: float = hparams.GAMMA1
     gamma2: float = hparams.GAMMA2
     fc_units: int = hparams.FC_UNITS
+    # fc6's activation: VGG-Face's ReLU, or the MPAE encoder's sigmoid (Eq. 6), with which
+    # --init-from-vgg-serd starts MPVS-Net as exactly stage 1's classifier, not a ReLU network
+    # whose units have been swapped for sigmoids.
+    fc6_activation: str = "relu"
     dropout: float = hparams.DROPOUT
     alpha_s: float = hparams.ALPHA_S
     # Stage 1's budget in optimizer steps, and the floor before early stopping may end it;
@@ -129,6 +134,8 @@ class TrainConfig:
         need(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be between 0 and 1, got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         need(self.num_paths >= 1, "num_paths", f"must be at least 1, got {self.num_paths}")
+        need(self.fc6_activation in FC6_ACTIVATIONS, "fc6_activation",
+             f"must be one of {', '.join(FC6_ACTIVATIONS)}, got {self.fc6_activation!r}")
         need(self.decoder in ("dense", "conv"), "decoder", f"must be dense or conv, got {self.decoder!r}")
         need(self.optimizer in ("adam", "sgd"), "optimizer", f"must be adam or sgd, got {self.optimizer!r}")
         need(self.strategy in ("default", "mirrored", "multiworker"), "strategy", f"unknown strategy {self.strategy!r}")
@@ -178,15 +185,15 @@ FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 # face-resnet (dlib's face network, no pretrained fc6/fc7): its own 150x150 input, stage 1
 # fine-tunes the three 256-channel blocks (SERD sits on their 4x4x256 map) after a probe on the
 # frozen network, at 1e-4 (the paper's 1e-5 is for VGG-Face's 138 M weights), FC layers and the
-# MPAE code narrower than VGG-Face's 4096 for a 4096-wide feature, mirror augmentation. Stage 2
-# at 3e-4 (at the paper's 1e-4, 400 steps from random weights left MPVS-Net at 52 % training
-# accuracy on a CK+48 fold whose VGG-SERD had 96 %), and MPVS-Net starts from VGG-SERD's
-# fc6-fc8, so its code is fc6's width: from random weights it lost to stage 1's own classifier
-# on the validation faces of 2,000 FER2013 faces, by 4.6 points (docs/results.md).
+# MPAE code narrower than VGG-Face's 4096 for a 4096-wide feature, mirror augmentation.
+# MPVS-Net starts as VGG-SERD's classifier: its code is fc6's width, and fc6 has the encoder's
+# sigmoid, so the start is stage 1's classifier exactly (with a ReLU fc6 that start lost 10
+# points of validation accuracy on 2,000 FER2013 faces). From there stage 2 fine-tunes at 3e-5,
+# a tenth of the 3e-4 it needed from random weights (docs/results.md).
 BACKBONE_RECIPES = {
     "face-resnet": dict(input_size=150, fine_tune_from="conv256_down_conv1_conv", fc_units=512,
-                        encoder_units=512, init_from_vgg_serd=True, num_paths=3, alpha_s=1e-4, alpha_m=3e-4,
-                        alpha_fc=3e-4, stage1_batch_size=32, augment=True, patience=5),
+                        fc6_activation="sigmoid", encoder_units=512, init_from_vgg_serd=True, num_paths=3,
+                        alpha_s=1e-4, alpha_m=3e-5, alpha_fc=3e-5, stage1_batch_size=32, augment=True, patience=5),
 }
 
 

@@ -24,7 +24,7 @@ from dam_cnn_tf.training.evaluation import accuracy_on, classification_report, p
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.reports import crossval_markdown, mean_std, write_evaluation
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
-from dam_cnn_tf.training.stages import train_both_stages
+from dam_cnn_tf.training.stages import stage2_kept_round, train_both_stages
 from dam_cnn_tf.training.workers import private_copy
 
 
@@ -72,6 +72,9 @@ def run_fold(data: PreparedData, fold: Fold, config: TrainConfig, run: RunDir, s
             if len(val):  # the faces a choice between the two models may be made on
                 result["validation_accuracy"] = accuracy_on(model, val, config.input_size)
                 result["stage1_validation_accuracy"] = accuracy_on(vgg_serd, val, config.input_size)
+            kept = stage2_kept_round(run)
+            if kept is not None:
+                result["stage2_kept_round"] = kept
         atomic_write_text(run.path / "test_predictions.csv",
                           predictions_csv(fold.test, labels, probabilities, data.class_names))
         write_evaluation(result, run.path, stem="test_evaluation", title=f"{fold.name}: test")
@@ -142,6 +145,8 @@ def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, 
     if all("stage1_validation_accuracy" in r for r in results):
         summary["validation_fold_accuracies"] = [r["validation_accuracy"] for r in results]
         summary["stage1_validation_fold_accuracies"] = [r["stage1_validation_accuracy"] for r in results]
+    if all("stage2_kept_round" in r for r in results):
+        summary["stage2_kept_rounds"] = [r["stage2_kept_round"] for r in results]
     rows = [{"fold": r["fold"], "accuracy": r["accuracy"], "num_samples": r["num_samples"]} for r in results]
     if chief:
         write_evaluation(summary, out, stem="results", title=f"{name}: {100 * mean:.1f} +/- {100 * std:.1f}%")

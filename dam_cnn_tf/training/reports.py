@@ -104,6 +104,11 @@ def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
         validation = validation_comparison(summary)
         if validation:
             lines += ["", f"{validation[0].upper()}{validation[1:]}."]
+        kept = summary.get("stage2_kept_rounds")
+        if kept and 0 in kept:
+            lines += ["", f"Stage 2 kept its start (copied from stage 1's classifier) on {kept.count(0)} of "
+                      f"{len(kept)} folds: no round beat it on the validation faces. Kept round per fold: "
+                      + ", ".join(map(str, kept)) + "."]
         note = below_stage1_note(summary)
         if note:
             lines += ["", f"**{note}**"]

@@ -43,6 +43,7 @@ from dam_cnn_tf.training.callbacks import (
     ResumableSwapEMAWeights,
     StopOnNaN,
     completed_epochs,
+    keep_start_as_best,
     restore_best_weights,
 )
 from dam_cnn_tf.training.config import STAGE2_MONITORS, ConfigError, TrainConfig
@@ -68,13 +69,18 @@ class FaceSet:
 
 
 def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: int, verbose: int,
-         monitor: str = "val_loss", min_epochs: int = 0, **fit_kwargs):
+         monitor: str = "val_loss", min_epochs: int = 0, start_competes: bool = False, **fit_kwargs):
     """``fit`` with resumable backup, atomic best checkpoint, early stopping and a NaN stop.
 
     ``monitor`` (a key of ``STAGE2_MONITORS``) picks the best epoch and drives early stopping,
-    which cannot end the stage before ``min_epochs`` (the budget's floor).
+    which cannot end the stage before ``min_epochs`` (the budget's floor). With
+    ``start_competes`` the weights before the first step are scored too, and kept if no epoch
+    beats them.
     """
     best = stage_dir / "best.weights.npz"
+    if start_competes and not best.exists() and completed_epochs(stage_dir / "backup") == 0:
+        scores = model.evaluate(val, verbose=0, return_dict=True)
+        keep_start_as_best(model, best, monitor, float(scores[monitor.removeprefix("val_")]))
     nan_stop = StopOnNaN(stage)
     mode = STAGE2_MONITORS[monitor]
     # With weight averaging the average is swapped in before anything judges the epoch.
@@ -122,6 +128,7 @@ def build_stage1_model(config: TrainConfig, num_classes: int) -> keras.Model:
         gamma1=config.gamma1,
         gamma2=config.gamma2,
         fc_units=config.fc_units,
+        fc6_activation=config.fc6_activation,
         dropout=config.dropout,
         backbone=backbone,
         preprocessing=preprocessing,
@@ -460,12 +467,24 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
         print(f"Stage 2: up to {budget.total_steps} steps ({budget.epochs} rounds of {budget.steps_per_epoch}), "
               f"at least {budget.min_epochs * budget.steps_per_epoch}")
     start = time.monotonic()
+    # Started from stage 1's classifier, MPVS-Net's start competes with its epochs: with a sigmoid
+    # fc6 the start is that classifier, so stage 2 never ends worse on validation than stage 1.
     _, epochs = _fit(net, train_ds, val_ds, budget.epochs, stage_dir, "stage 2", config.patience, verbose,
-                     monitor=config.stage2_monitor, min_epochs=budget.min_epochs, **fit_kwargs)
+                     monitor=config.stage2_monitor, min_epochs=budget.min_epochs,
+                     start_competes=starts_from_vgg_serd(config), **fit_kwargs)
     atomic_save_weights(net, stage_dir / "mpvs_net.weights.h5")
     run.mark_completed("stage2", epochs=epochs, steps=epochs * budget.steps_per_epoch, num_paths=num_paths,
                        seconds=round(time.monotonic() - start, 1))
     return net
+
+
+def stage2_kept_round(run: RunDir) -> Optional[int]:
+    """The validation round whose weights stage 2 ended with (1 = the first), 0 when its start
+    competed and no round beat it; None when no round was checkpointed."""
+    state = run.path / "stage2" / "best.weights.npz.json"
+    if not state.exists():
+        return None
+    return int(json.loads(state.read_text())["epoch"])
 
 
 def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir, num_paths, verbose) -> MPVSNet:
