@@ -20,6 +20,8 @@ DROPOUT = 0.5
 INPUT_SIZE = 224
 FC_UNITS = 4096
 ENCODER_UNITS = 4096
+# fc6's activations: VGG-Face's ReLU, or the MPAE encoder's sigmoid (Eq. 6).
+FC6_ACTIVATIONS = ("relu", "sigmoid")
 # Table 4: the paper tried 2 to 5 decoding paths; 5 was best on most datasets.
 NUM_PATHS = 5
 

@@ -22,8 +22,6 @@ from dam_cnn_tf.optimizers import FusedAdam
 BACKBONE = "backbone"
 SERD = "serd"
 FLATTEN = "flatten"
-# fc6's activations: VGG-Face's, or the MPAE encoder's (Eq. 6).
-FC6_ACTIVATIONS = ("relu", "sigmoid")
 
 
 def build_vgg_serd(
@@ -51,8 +49,8 @@ def build_vgg_serd(
     activation (Eq. 6), so that MPVS-Net can start as exactly this classifier (beyond the paper,
     for a backbone with no pretrained fc6).
     """
-    if fc6_activation not in FC6_ACTIVATIONS:
-        raise ValueError(f"fc6_activation must be one of {', '.join(FC6_ACTIVATIONS)}, got {fc6_activation!r}")
+    if fc6_activation not in hparams.FC6_ACTIVATIONS:
+        raise ValueError(f"fc6_activation must be one of {', '.join(hparams.FC6_ACTIVATIONS)}, got {fc6_activation!r}")
     if backbone is None:
         backbone = build_vgg_face(input_shape=input_shape, include_top=False, widths=backbone_widths, name=BACKBONE)
         preprocessing = preprocessing or VGGFacePreprocess(name="preprocess")

@@ -18,7 +18,6 @@ from dam_cnn_tf.training.budget import SCHEDULES
 
 # The backbones a run can use: see dam_cnn_tf.models.backbones.
 from dam_cnn_tf.models.backbones import BACKBONES, WEIGHTS_FILES  # noqa: E402
-from dam_cnn_tf.models.vgg_serd import FC6_ACTIVATIONS  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -134,8 +133,8 @@ class TrainConfig:
         need(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be between 0 and 1, got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         need(self.num_paths >= 1, "num_paths", f"must be at least 1, got {self.num_paths}")
-        need(self.fc6_activation in FC6_ACTIVATIONS, "fc6_activation",
-             f"must be one of {', '.join(FC6_ACTIVATIONS)}, got {self.fc6_activation!r}")
+        need(self.fc6_activation in hparams.FC6_ACTIVATIONS, "fc6_activation",
+             f"must be one of {', '.join(hparams.FC6_ACTIVATIONS)}, got {self.fc6_activation!r}")
         need(self.decoder in ("dense", "conv"), "decoder", f"must be dense or conv, got {self.decoder!r}")
         need(self.optimizer in ("adam", "sgd"), "optimizer", f"must be adam or sgd, got {self.optimizer!r}")
         need(self.strategy in ("default", "mirrored", "multiworker"), "strategy", f"unknown strategy {self.strategy!r}")

@@ -468,7 +468,8 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
               f"at least {budget.min_epochs * budget.steps_per_epoch}")
     start = time.monotonic()
     # Started from stage 1's classifier, MPVS-Net's start competes with its epochs: with a sigmoid
-    # fc6 the start is that classifier, so stage 2 never ends worse on validation than stage 1.
+    # fc6 the start is that classifier, so stage 2 never ends with a worse monitored validation
+    # score than stage 1's.
     _, epochs = _fit(net, train_ds, val_ds, budget.epochs, stage_dir, "stage 2", config.patience, verbose,
                      monitor=config.stage2_monitor, min_epochs=budget.min_epochs,
                      start_competes=starts_from_vgg_serd(config), **fit_kwargs)
