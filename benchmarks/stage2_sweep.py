@@ -35,6 +35,7 @@ def parse_setting(text: str):
 
 def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
     import keras
+    from sklearn.metrics import accuracy_score, log_loss
 
     from dam_cnn_tf.data.feature_cache import FeatureCache
     from dam_cnn_tf.training import stages
@@ -58,15 +59,12 @@ def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
                                     vgg_serd, verbose=verbose)
         seconds = time.monotonic() - start
         rows = json.loads((Path(tmp) / "stage2" / "metrics.json").read_text())
-        # The round kept (0: the start, where it competes and no round beat it).
-        kept = json.loads((Path(tmp) / "stage2" / "best.weights.npz.json").read_text())["epoch"]
+        kept = stages.stage2_kept_round(RunDir(Path(tmp)))  # 0: the start, which no round beat
     # The kept weights scored on the validation features themselves.
-    probabilities = np.asarray(net.predict(np.asarray(val_cache.features, np.float32), verbose=0), np.float64)
-    val_labels = np.asarray(val_cache.labels)
-    picked = np.clip(probabilities[np.arange(len(val_labels)), val_labels], 1e-7, 1.0)
+    probabilities = net.predict(np.asarray(val_cache.features, np.float32), verbose=0)
     return {"fold": fold_dir.name, "kept_round": kept, "rounds": len(rows),
-            "val_cross_entropy": float(-np.mean(np.log(picked))),
-            "val_accuracy": float(np.mean(probabilities.argmax(axis=1) == val_labels)),
+            "val_cross_entropy": float(log_loss(val_cache.labels, probabilities, labels=range(len(classes)))),
+            "val_accuracy": float(accuracy_score(val_cache.labels, probabilities.argmax(axis=1))),
             "train_accuracy": rows[kept - 1]["accuracy"] if kept else None, "seconds": round(seconds, 1)}
 
 

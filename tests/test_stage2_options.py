@@ -1,6 +1,7 @@
 """Stage-2 options that used to be silently ignored or mislabelled."""
 
 import numpy as np
+import pytest
 
 from dam_cnn_tf.models.mpae import MultiPathAutoencoder
 
@@ -104,6 +105,13 @@ def test_stage_2_that_only_gets_worse_ends_as_stage_1s_classifier(tmp_path, monk
     assert len(rounds) == 3 and all(r["val_cross_entropy"] > kept["best"] for r in rounds), (rounds, kept)
     assert kept["epoch"] == 0
     np.testing.assert_allclose(np.asarray(net(s)), _vgg_serd_classifier(vgg_serd, s), rtol=1e-4, atol=1e-5)
+    from dam_cnn_tf.training.run_dir import RunDir, RunDirError
+    from dam_cnn_tf.training.stages import stage2_kept_round
+
+    assert stage2_kept_round(RunDir(tmp_path / "run")) == 0
+    (stage_dir / "best.weights.npz.json").write_text('{"epoch": -1, "best": 1.0}')  # edited by hand
+    with pytest.raises(RunDirError, match=r"best.weights.npz.json: malformed training state"):
+        stage2_kept_round(RunDir(tmp_path / "run"))
 
 
 def test_face_resnet_stage_2_starts_from_vgg_serd_and_refuses_unequal_widths_in_one_line():

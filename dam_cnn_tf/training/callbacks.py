@@ -84,6 +84,14 @@ def keep_start_as_best(model, filepath, monitor: str, value: float) -> None:
     _write_best(model, Path(filepath), value, 0, monitor)
 
 
+def kept_epoch(filepath):
+    """The epoch whose weights ``AtomicModelCheckpoint(filepath)`` holds (1 = the first, 0 = the
+    start, with ``keep_start_as_best``), or None when nothing was checkpointed."""
+    path = Path(filepath)
+    state = _checked_state(path.with_name(path.name + ".json"), epoch=int, valid=lambda state: state["epoch"] >= 0)
+    return state["epoch"] if state else None
+
+
 def _write_best(model, path: Path, best: float, epoch: int, monitor: str) -> None:
     tmp = temporary_sibling(path)
     with open(tmp, "wb") as f:

@@ -44,11 +44,16 @@ from dam_cnn_tf.training.callbacks import (
     StopOnNaN,
     completed_epochs,
     keep_start_as_best,
+    kept_epoch,
     restore_best_weights,
 )
 from dam_cnn_tf.training.config import STAGE2_MONITORS, ConfigError, TrainConfig
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy, prebuild_for_workers, set_precision, worker_callbacks
 from dam_cnn_tf.training.run_dir import RunDir, RunDirError, atomic_save_model, atomic_save_weights, atomic_write_json
+
+
+# A stage's best checkpoint so far, in its directory (weights only; ``AtomicModelCheckpoint``).
+BEST_WEIGHTS = "best.weights.npz"
 
 
 @dataclasses.dataclass
@@ -77,7 +82,7 @@ def _fit(model, train, val, epochs: int, stage_dir: Path, stage: str, patience: 
     ``start_competes`` the weights before the first step are scored too, and kept if no epoch
     beats them.
     """
-    best = stage_dir / "best.weights.npz"
+    best = stage_dir / BEST_WEIGHTS
     if start_competes and not best.exists() and completed_epochs(stage_dir / "backup") == 0:
         scores = model.evaluate(val, verbose=0, return_dict=True)
         keep_start_as_best(model, best, monitor, float(scores[monitor.removeprefix("val_")]))
@@ -482,10 +487,7 @@ def train_mpvs_net(config: TrainConfig, caches, train: FaceSet, val: FaceSet, ru
 def stage2_kept_round(run: RunDir) -> Optional[int]:
     """The validation round whose weights stage 2 ended with (1 = the first), 0 when its start
     competed and no round beat it; None when no round was checkpointed."""
-    state = run.path / "stage2" / "best.weights.npz.json"
-    if not state.exists():
-        return None
-    return int(json.loads(state.read_text())["epoch"])
+    return kept_epoch(run.path / "stage2" / BEST_WEIGHTS)
 
 
 def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir, num_paths, verbose) -> MPVSNet:
