@@ -65,7 +65,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(f"{filepath}.weights.h5", monitor=monitor, save_best_only=True, save_weights_only=True,
                          **kwargs)
         self.final_path = Path(filepath)
-        self.state_path = self.final_path.with_name(self.final_path.name + ".json")
+        self.state_path = _best_state_path(self.final_path)
 
     def on_train_begin(self, logs=None):
         state = _checked_state(self.state_path, best=(int, float))
@@ -87,9 +87,13 @@ def keep_start_as_best(model, filepath, monitor: str, value: float) -> None:
 def kept_epoch(filepath):
     """The epoch whose weights ``AtomicModelCheckpoint(filepath)`` holds (1 = the first, 0 = the
     start, with ``keep_start_as_best``), or None when nothing was checkpointed."""
-    path = Path(filepath)
-    state = _checked_state(path.with_name(path.name + ".json"), epoch=int, valid=lambda state: state["epoch"] >= 0)
+    state = _checked_state(_best_state_path(Path(filepath)), epoch=int, valid=lambda state: state["epoch"] >= 0)
     return state["epoch"] if state else None
+
+
+def _best_state_path(path: Path) -> Path:
+    """Beside a best checkpoint, the JSON of its score and epoch."""
+    return path.with_name(path.name + ".json")
 
 
 def _write_best(model, path: Path, best: float, epoch: int, monitor: str) -> None:
@@ -97,7 +101,7 @@ def _write_best(model, path: Path, best: float, epoch: int, monitor: str) -> Non
     with open(tmp, "wb") as f:
         np.savez(f, *model.get_weights())
     os.replace(tmp, path)
-    atomic_write_json(path.with_name(path.name + ".json"), {"best": float(best), "epoch": epoch, "monitor": monitor})
+    atomic_write_json(_best_state_path(path), {"best": float(best), "epoch": epoch, "monitor": monitor})
 
 
 def restore_best_weights(model, path) -> None:
