@@ -20,6 +20,42 @@ def test_a_step_budget_gives_every_data_set_the_same_updates(faces, batch):
     assert (budget.min_epochs - 1) * budget.steps_per_epoch < 200
 
 
+def test_a_large_data_set_gets_its_passes_instead_of_the_steps():
+    # 30,000 faces at batch 32: one pass is 938 steps, so 600 steps would not finish one.
+    budget = stage_budget(30000, 32, steps=600, min_steps=200, validate_every_steps=50, passes=10)
+    assert (budget.epochs, budget.steps_per_epoch) == (10, 938)  # a validation round a pass
+    assert budget.total_steps == 9380
+    # The floor keeps its share of the budget (a third): early stopping waits four passes.
+    assert budget.min_epochs == 4
+    without = stage_budget(30000, 32, steps=600, min_steps=200, validate_every_steps=50, passes=0)
+    assert without.total_steps == 600 and without.min_epochs == 1  # two thirds of one pass
+
+
+@pytest.mark.parametrize("faces", [100, 150, 900])
+def test_passes_leave_a_small_data_sets_steps_alone(faces):
+    assert (stage_budget(faces, 32, steps=600, min_steps=200, validate_every_steps=50, passes=10)
+            == stage_budget(faces, 32, steps=600, min_steps=200, validate_every_steps=50))
+
+
+def test_passes_never_start_a_stage_of_no_steps_and_epochs_win():
+    assert stage_budget(30000, 32, steps=0, passes=10).epochs == 0
+    assert stage_budget(30000, 32, steps=600, epochs=3, passes=10).total_steps == 3 * 938
+    with pytest.raises(ConfigError, match="--stage1-passes: must not be negative"):
+        TrainConfig(stage1_passes=-1)
+
+
+def test_both_stages_pass_their_passes_to_the_budget():
+    from dam_cnn_tf.training.stages import FaceSet, _stage1_phases, _stage2_budget
+
+    config = TrainConfig(backbone="face-resnet", backbone_weights="w.json", probe_passes=3, stage1_passes=7,
+                         stage2_passes=4, stage2_steps=60, stage2_min_steps=20)
+    assert [(phase[0], phase[-1]) for phase in _stage1_phases(config)] == [("probe", 3), ("fine-tune", 7)]
+    faces = FaceSet(np.zeros((3200, 1, 1, 3), np.uint8), np.zeros(3200, np.int64))  # one pass: 100 steps
+    budget = _stage2_budget(config, faces)
+    assert (budget.total_steps, budget.min_epochs) == (400, 2)
+    assert _stage2_budget(config.replace(stage2_passes=0), faces).total_steps == 60
+
+
 def test_epochs_when_given_count_whole_passes():
     budget = stage_budget(150, 32, steps=600, min_steps=200, epochs=15)
     assert (budget.epochs, budget.steps_per_epoch) == (15, 5)

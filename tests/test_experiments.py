@@ -123,6 +123,26 @@ def test_share_stage1_refuses_a_different_stage1_configuration(tmp_path):
     assert share_stage1(source, source, TrainConfig(), TrainConfig()) is False  # has one already
 
 
+@pytest.mark.parametrize("field, value", [("fc6_activation", "sigmoid"), ("trunk_shift", 2), ("ema_momentum", 0.9),
+                                          ("stage1_passes", 0), ("probe_passes", 0)])
+def test_a_field_stage1_reads_stops_sharing(tmp_path, field, value):
+    # Fields added after the list of stage-1 fields was written count for stage 1 by default.
+    source, target = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    source.mark_completed("stage1", epochs=1)
+    with pytest.raises(SharedStage1Error, match=f"differ in {field}"):
+        share_stage1(source, target, TrainConfig(), TrainConfig(**{field: value}))
+
+
+def test_variants_differing_in_stage2_alone_share_stage1(tmp_path):
+    source, target = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    source.mark_completed("stage1", epochs=1)
+    (source / "stage1").mkdir()
+    (source / "stage1" / "vgg_serd.weights.h5").write_bytes(b"w")
+    assert share_stage1(source, target, TrainConfig(), TrainConfig(num_paths=4, stage2_passes=0, alpha_m=1e-4))
+    assert (target / "stage1" / "vgg_serd.weights.h5").read_bytes() == b"w"
+    assert "stage1" in target.completed()
+
+
 # --- the experiments at toy size --------------------------------------------------------------
 
 @pytest.fixture(scope="module")

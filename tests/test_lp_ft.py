@@ -26,7 +26,8 @@ def config(manifest, **changes):
     values = dict(backbone="face-resnet", backbone_weights=str(manifest), input_size=SIZE, classes=6, fc_units=8,
                   encoder_units=8, num_paths=2, fine_tune_from="conv256_down_conv1_conv", stage1_batch_size=4,
                   stage2_batch_size=4, probe_steps=4, stage1_steps=4, stage1_min_steps=2, stage2_steps=2,
-                  stage2_min_steps=0, validate_every_steps=2, patience=1)
+                  stage2_min_steps=0, validate_every_steps=2, patience=1,
+                  probe_passes=0, stage1_passes=0, stage2_passes=0)  # budgets of these few steps exactly
     return TrainConfig(**{**values, **changes})
 
 

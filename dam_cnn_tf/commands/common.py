@@ -86,6 +86,12 @@ _HELP = {
     "fine_tune_from": "stage 1 trains the backbone from this layer on and keeps the earlier ones frozen "
                       "(e.g. conv256_down_conv1_conv for face-resnet); unset: the whole backbone, as the paper",
     "num_paths": "N, the MPAE's decoding paths",
+    "stage1_passes": "on a large data set, fine-tune for at least this many passes over the training faces "
+                     "instead of --stage1-steps (the floor grows in proportion); 0: the steps alone",
+    "stage2_passes": "on a large data set, train stage 2 for at least this many passes instead of "
+                     "--stage2-steps (the floor grows in proportion); 0: the steps alone",
+    "probe_passes": "on a large data set, probe for at least this many passes instead of --probe-steps; "
+                    "0: the steps alone",
     "fc6_activation": "relu (VGG-Face's) or sigmoid (the MPAE encoder's, Eq. 6, so that --init-from-vgg-serd "
                       "starts MPVS-Net as exactly stage 1's classifier)",
     "pair_attribute": "decoder j reconstructs a same-class sample whose attribute has value j (DAM-CNN-g)",

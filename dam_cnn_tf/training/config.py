@@ -55,6 +55,10 @@ class TrainConfig:
     stage1_steps: int = 600
     stage1_min_steps: int = 200
     stage1_epochs: Optional[int] = None
+    # On a large data set a stage gets at least this many passes over its training faces
+    # instead, its floor grown in proportion (training/budget.py): 600 steps at batch 32 are a
+    # fifth of a pass over 100,000 faces. 0: the steps alone.
+    stage1_passes: int = 10
     stage1_batch_size: int = 16
     # Linear probe, then fine-tune (LP-FT): with pretrained backbone weights, SERD and fc6-fc8
     # first learn on the frozen backbone for probe_steps at alpha_probe; 0 skips the probe.
@@ -65,6 +69,7 @@ class TrainConfig:
     # all of an fc6 unit's weights the same way; too high a rate kills units (at 1e-3 on FER2013
     # without SERD, every one of them).
     probe_steps: int = 1000
+    probe_passes: int = 2
     alpha_probe: float = 3e-4
     # The frozen trunk (the backbone before --fine-tune-from) runs once per face, cached.
     trunk_cache: bool = True
@@ -103,6 +108,7 @@ class TrainConfig:
     stage2_steps: int = 600
     stage2_min_steps: int = 200
     stage2_epochs: Optional[int] = None
+    stage2_passes: int = 5
     stage2_batch_size: int = 32
     cache_dtype: str = "float32"
     # Both stages
@@ -144,7 +150,8 @@ class TrainConfig:
         need(self.cache_dtype in ("float32", "float16"), "cache_dtype", f"must be float32 or float16, got {self.cache_dtype!r}")
         for name in ("stage1_epochs", "stage2_epochs"):
             need(getattr(self, name) is None or getattr(self, name) >= 0, name, "must not be negative")
-        for name in ("stage1_steps", "stage1_min_steps", "stage2_steps", "stage2_min_steps", "probe_steps", "trunk_shift"):
+        for name in ("stage1_steps", "stage1_min_steps", "stage2_steps", "stage2_min_steps", "probe_steps", "trunk_shift",
+                     "stage1_passes", "stage2_passes", "probe_passes"):
             need(getattr(self, name) >= 0, name, "must not be negative")
         for name in ("stage1_batch_size", "stage2_batch_size", "fc_units", "encoder_units", "patience",
                      "validate_every_steps"):

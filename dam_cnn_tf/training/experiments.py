@@ -200,14 +200,17 @@ def within_one_std(a: dict, b: dict) -> bool:
 
 CONFIG_SUMMARY = ("input_size", "backbone", "backbone_weights", "fc_units", "encoder_units", "num_paths", "dropout",
                   "gamma1", "gamma2", "lam", "alpha_s", "alpha_m", "alpha_fc", "stage1_epochs", "stage2_epochs",
-                  "stage1_steps", "stage2_steps", "probe_steps", "stage1_batch_size", "stage2_batch_size", "patience",
-                  "seed")
+                  "stage1_steps", "stage2_steps", "probe_steps", "stage1_passes", "stage2_passes", "stage1_batch_size",
+                  "stage2_batch_size", "patience", "seed")
 
 
 def _budget(c: dict, stage: int) -> str:
-    """``"15 epochs"`` when a stage counts epochs, else its step budget."""
+    """``"15 epochs"`` when a stage counts epochs, else its step budget (and its passes on large data)."""
     epochs = c.get(f"stage{stage}_epochs")
-    return f"{epochs} epochs" if epochs is not None else f"{c.get(f'stage{stage}_steps')} steps"
+    if epochs is not None:
+        return f"{epochs} epochs"
+    passes = c.get(f"stage{stage}_passes")
+    return f"{c.get(f'stage{stage}_steps')} steps" + (f" or {passes} passes, the more" if passes else "")
 
 
 def experiment_table(name, variants, summaries: dict, config: TrainConfig, protocol: str, data: PreparedData,

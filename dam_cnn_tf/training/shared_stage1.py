@@ -10,6 +10,7 @@ its fingerprint (faces + weights) matches.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -18,15 +19,15 @@ from pathlib import Path
 from dam_cnn_tf.training.config import TrainConfig
 from dam_cnn_tf.training.run_dir import RunDir, RunDirError
 
-# The configuration fields stage 1 and the feature extraction depend on. Two variants may
-# share a stage 1 only when these agree.
-STAGE1_FIELDS = (
-    "classes", "input_size", "val_fraction", "seed", "augment", "backbone", "backbone_weights", "use_serd",
-    "gamma1", "gamma2", "fc_units", "dropout", "alpha_s", "stage1_epochs", "stage1_batch_size", "optimizer",
-    "patience", "strategy", "mixed_precision", "jit_compile", "cache_dtype", "fine_tune_from", "stage1_steps",
-    "stage1_min_steps", "probe_steps", "alpha_probe", "trunk_cache", "lr_schedule", "warmup_fraction",
-    "validate_every_steps",
+# The configuration fields only stage 2 reads. Two variants may share a stage 1 (and its
+# features) only when every other field agrees: a new field counts for stage 1 until it is
+# listed here.
+STAGE2_ONLY_FIELDS = (
+    "num_paths", "encoder_units", "alpha_m", "alpha_fc", "lam", "per_path_updates", "decoder", "pair_attribute",
+    "resample_pairs", "init_encoder_from_fc6", "init_from_vgg_serd", "stage2_monitor", "end_to_end",
+    "stage2_steps", "stage2_min_steps", "stage2_epochs", "stage2_passes", "stage2_batch_size",
 )
+STAGE1_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig) if field.name not in STAGE2_ONLY_FIELDS)
 
 
 class SharedStage1Error(RuntimeError):

@@ -223,7 +223,7 @@ def _stage1_inputs(config: TrainConfig, vgg_serd, train: FaceSet, val: FaceSet, 
 
 
 def _stage1_phases(config: TrainConfig) -> list:
-    """``(name, learning rate, steps, floor, epochs)`` of stage 1's phases, in order.
+    """``(name, learning rate, steps, floor, epochs, passes)`` of stage 1's phases, in order.
 
     With pretrained backbone weights the new parts (SERD, fc6-fc8) first learn on the frozen
     backbone (the probe), then the chosen blocks are fine-tuned with them (LP-FT: Kumar et al.,
@@ -231,8 +231,10 @@ def _stage1_phases(config: TrainConfig) -> list:
     """
     phases = []
     if config.backbone_weights and config.probe_steps > 0:
-        phases.append(("probe", config.alpha_probe, config.probe_steps, config.probe_steps // 2, None))
-    phases.append(("fine-tune", config.alpha_s, config.stage1_steps, config.stage1_min_steps, config.stage1_epochs))
+        phases.append(("probe", config.alpha_probe, config.probe_steps, config.probe_steps // 2, None,
+                       config.probe_passes))
+    phases.append(("fine-tune", config.alpha_s, config.stage1_steps, config.stage1_min_steps, config.stage1_epochs,
+                   config.stage1_passes))
     return phases
 
 
@@ -260,12 +262,12 @@ def train_stage1(config: TrainConfig, train: FaceSet, val: FaceSet, run: RunDir,
     phase_inputs = _stage1_inputs(config, vgg_serd, train, val, verbose)
     phases = _stage1_phases(config)
     epochs = 0
-    for name, peak, steps, min_steps, phase_epochs in phases:
+    for name, peak, steps, min_steps, phase_epochs, passes in phases:
         inputs = phase_inputs[name]
         train_ds, val_ds = inputs.datasets(config, train.labels, val.labels, repeat=phase_epochs is None)
         phase_dir = stage_dir if name == "fine-tune" else run.stage_dir(f"stage1/{name}")
         budget = stage_budget(len(train), config.stage1_batch_size, steps, min_steps, phase_epochs,
-                              config.validate_every_steps)
+                              config.validate_every_steps, passes)
         _set_phase_trainable(config, vgg_serd, name)
         with make_strategy(config.strategy).scope():
             rate = learning_rate(peak, budget.total_steps, config.lr_schedule, config.warmup_fraction)
@@ -351,7 +353,7 @@ def _pair_targets(config: TrainConfig, faces: FaceSet, seed: int, num_paths: int
 
 def _stage2_budget(config: TrainConfig, faces: FaceSet):
     return stage_budget(len(faces), config.stage2_batch_size, config.stage2_steps, config.stage2_min_steps,
-                        config.stage2_epochs, config.validate_every_steps)
+                        config.stage2_epochs, config.validate_every_steps, config.stage2_passes)
 
 
 def _training_pairs(config: TrainConfig, cache: FeatureCache, faces: FaceSet, num_paths: int, stage_dir: Path):
