@@ -56,6 +56,16 @@ def test_both_stages_pass_their_passes_to_the_budget():
     assert _stage2_budget(config.replace(stage2_passes=0), faces).total_steps == 60
 
 
+def test_end_to_end_counts_the_same_budget_in_passes():
+    from dam_cnn_tf.training.stages import end_to_end_passes
+
+    config = TrainConfig(stage2_steps=600, stage2_batch_size=32, stage2_passes=5)
+    assert end_to_end_passes(config, 150) == 120        # 600 steps of a 5-step pass
+    assert end_to_end_passes(config, 30000) == 5        # 600 steps are under one pass of 938
+    assert end_to_end_passes(config.replace(stage2_passes=0), 30000) == 1
+    assert end_to_end_passes(config.replace(stage2_epochs=3), 30000) == 3
+
+
 def test_epochs_when_given_count_whole_passes():
     budget = stage_budget(150, 32, steps=600, min_steps=200, epochs=15)
     assert (budget.epochs, budget.steps_per_epoch) == (15, 5)

@@ -113,6 +113,18 @@ def test_within_one_std_and_markdown_say_when_a_difference_is_not_clear():
     assert "subject-independent 2-fold" in text
 
 
+def test_experiment_tables_state_the_budgets_with_their_passes():
+    from dam_cnn_tf.training.experiments import CONFIG_SUMMARY
+
+    config = TrainConfig(stage1_passes=10, stage2_passes=0)
+    table = {"title": "T", "dataset": "d", "num_samples": 10, "class_names": ["x", "y"], "protocol": "p",
+             "config": {k: getattr(config, k) for k in CONFIG_SUMMARY}, "rows": [], "reference": None}
+    text = experiment_markdown(table)
+    assert "stage 1 600 steps or 10 passes, the more, stage 2 600 steps, patience" in text
+    table["config"]["stage1_epochs"] = 15
+    assert "stage 1 15 epochs, stage 2" in experiment_markdown(table)
+
+
 def test_share_stage1_refuses_a_different_stage1_configuration(tmp_path):
     source, target = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
     source.mark_completed("stage1", epochs=1)

@@ -492,15 +492,22 @@ def stage2_kept_round(run: RunDir) -> Optional[int]:
     return kept_epoch(run.path / "stage2" / BEST_WEIGHTS)
 
 
+def end_to_end_passes(config: TrainConfig, num_faces: int) -> int:
+    """End to end trains on image pairs drawn once, one pass an epoch: stage 2's epochs, or its
+    step budget in whole passes, at least ``stage2_passes`` of them as over cached features."""
+    if config.stage2_epochs is not None:
+        return config.stage2_epochs
+    one_pass = -(-num_faces // config.stage2_batch_size)
+    return max(1, -(-config.stage2_steps // one_pass), config.stage2_passes)
+
+
 def _train_end_to_end(config, vgg_serd, net, train, val, targets, run, stage_dir, num_paths, verbose) -> MPVSNet:
     from dam_cnn_tf.training.end_to_end import end_to_end_datasets, make_end_to_end
 
     with make_strategy(config.strategy).scope():
         model = make_end_to_end(salient_feature_model(vgg_serd), net, config)
     train_ds, val_ds = end_to_end_datasets(config, train, val, *targets)
-    # End to end trains on image pairs drawn once, one pass an epoch: the step budget in passes.
-    one_pass = -(-len(train) // config.stage2_batch_size)
-    passes = config.stage2_epochs if config.stage2_epochs is not None else max(1, -(-config.stage2_steps // one_pass))
+    passes = end_to_end_passes(config, len(train))
     _, epochs = _fit(model, train_ds, val_ds, passes, stage_dir, "stage 2 (end to end)",
                      config.patience, verbose, monitor=config.stage2_monitor)
     atomic_save_weights(vgg_serd, stage_dir / "vgg_serd.weights.h5")
