@@ -12,6 +12,7 @@ folder above), and a folder of face images (class subfolders; every ``--every``-
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,7 @@ def read_faces(folder: Path, every: int, size: int) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    from dam_cnn_tf.training.config import TrainConfig, read_config_file
+    from dam_cnn_tf.recipes.options import config_from_saved
     from dam_cnn_tf.training.stages import build_stage1_model, load_class_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     parser.add_argument("--faces", type=Path, required=True)
     parser.add_argument("--every", type=int, default=1)
     args = parser.parse_args(argv)
-    config = TrainConfig(**read_config_file(run_config_file(args.run)))
+    config = config_from_saved(json.loads(run_config_file(args.run).read_text()), args.run)
     model = build_stage1_model(config, len(load_class_names(args.run)))
     model.load_weights(args.run / "stage1" / "vgg_serd.weights.h5")
     faces = read_faces(args.faces, args.every, config.input_size)

@@ -365,7 +365,7 @@ def feature_extraction(cfg: BenchConfig, workdir: str) -> dict:
     import tensorflow as tf
 
     from dam_cnn_tf.models.vgg_serd import build_vgg_serd, salient_feature_model
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
     from dam_cnn_tf.training.stages import FaceSet, _weights_fingerprint, extract_features
 
     workdir = Path(workdir)
@@ -412,7 +412,7 @@ def _face_resnet_models(cfg: BenchConfig):
     from dam_cnn_tf.models.dam_cnn import build_dam_cnn
     from dam_cnn_tf.models.mpvs_net import MPVSNet
     from dam_cnn_tf.models.vgg_serd import compile_vgg_serd, feature_map_shape
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
     from dam_cnn_tf.training.stages import build_stage1_model
 
     config = TrainConfig(backbone="face-resnet", input_size=cfg.face_resnet_size, fc_units=cfg.fc_units,
@@ -455,7 +455,7 @@ def face_resnet(cfg: BenchConfig, workdir: str) -> dict:
 def _plain_face_resnet_finetune(cfg: BenchConfig):
     import keras
 
-    from dam_cnn_tf.models.face_resnet import build_face_resnet
+    from dam_cnn_tf.backbones.face_resnet.model import build_face_resnet
     from dam_cnn_tf.optimizers import FusedAdam
 
     body = build_face_resnet(include_top=False, input_shape=(cfg.face_resnet_size,) * 2 + (3,))

@@ -101,10 +101,10 @@ def main(argv=None) -> None:
     if args.logistic is not None and args.set:
         parser.error("--logistic takes no --set: it trains no MPVS-Net")
 
-    from dam_cnn_tf.training.config import TrainConfig, read_config_file
+    from dam_cnn_tf.recipes.options import config_from_saved
 
     # The run's resolved configuration, with the settings given on top (a misspelt one is refused).
-    saved = TrainConfig(**read_config_file(args.crossval_dir / "config.json"))
+    saved = config_from_saved(json.loads((args.crossval_dir / "config.json").read_text()), args.crossval_dir)
     try:
         config = saved.replace(**dict(map(parse_setting, args.set)))
     except TypeError as error:

@@ -8,8 +8,9 @@ The paper's parts, each in one place:
 * Eq. 10-11, MPVS-Net and its update rules (stage 2): ``dam_cnn_tf.models.mpvs_net``
 * Fig. 2, the assembled inference model: ``dam_cnn_tf.models.dam_cnn``
 
-Backbones: VGG-Face (§3.1, ``models.vgg_face``) and ``face-resnet``, dlib's face-pretrained
-ResNet that anyone can get (``models.face_resnet``).
+Backbones, one folder per family with a registry (``dam_cnn_tf.backbones``): VGG-Face (§3.1,
+``backbones.vgg_face``) and ``face-resnet``, dlib's face-pretrained
+ResNet that anyone can get (``backbones.face_resnet``).
 """
 
 import os as _os
@@ -27,11 +28,11 @@ _EXPORTS = {
     "SERDLayer": "dam_cnn_tf.layers.serd",
     "serd_regularizer": "dam_cnn_tf.layers.serd",
     "build_dam_cnn": "dam_cnn_tf.models.dam_cnn",
-    "build_face_resnet": "dam_cnn_tf.models.face_resnet",
+    "build_face_resnet": "dam_cnn_tf.backbones.face_resnet.model",
     "MultiPathAutoencoder": "dam_cnn_tf.models.mpae",
     "MPVSNet": "dam_cnn_tf.models.mpvs_net",
-    "build_vgg_face": "dam_cnn_tf.models.vgg_face",
-    "preprocess_input": "dam_cnn_tf.models.vgg_face",
+    "build_vgg_face": "dam_cnn_tf.backbones.vgg_face.model",
+    "preprocess_input": "dam_cnn_tf.backbones.vgg_face.model",
     "build_vgg_serd": "dam_cnn_tf.models.vgg_serd",
     "compile_vgg_serd": "dam_cnn_tf.models.vgg_serd",
     "salient_feature_model": "dam_cnn_tf.models.vgg_serd",

@@ -51,7 +51,7 @@ def _register():
     from dam_cnn_tf.commands.predict import predict
     from dam_cnn_tf.commands.presets import presets
     from dam_cnn_tf.commands.train import train
-    from dam_cnn_tf.weights.cli import weights
+    from dam_cnn_tf.commands.weights import weights
 
     for command in (train, crossval, evaluate, predict, export, presets, demo, experiment, weights):
         main.add_command(command)

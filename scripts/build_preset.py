@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What each preset is trained on and how it reads faces; the config file holds the recipe.
 RECIPES = {
     "fer2013-face-resnet": {
-        "config": "examples/configs/fer2013-face-resnet.toml",
+        "recipe": "fer2013-face-resnet",
         "data_options": ["--no-detect"],
         "grey": True,
         # No blur to FER2013's 48 pixels: shrinking the (enlarged) training faces again and
@@ -81,7 +81,7 @@ def train(name: str, recipe: dict, args) -> None:
     if (run_dir / "config.json").exists():
         command = ["damcnn-tf", "train", "--resume", str(run_dir)]
     else:
-        command = ["damcnn-tf", "train", "--config", str(REPO / recipe["config"]), "--data", str(args.data),
+        command = ["damcnn-tf", "train", "--recipe", recipe["recipe"], "--data", str(args.data),
                    *recipe["data_options"], "--backbone-weights", str(args.backbone_weights),
                    "--run-dir", str(run_dir)]
     log("$ " + " ".join(command))
@@ -143,7 +143,7 @@ def baselines(data, split, config, class_names, run) -> dict:
 
 
 def _fit_baselines(data, split, config, class_names) -> dict:
-    from dam_cnn_tf.training.baselines import PIXELS, available, frozen_features, pixel_features, probe_fold
+    from dam_cnn_tf.evaluation.baselines import PIXELS, available, frozen_features, pixel_features, probe_fold
 
     # Tested on the validation part, C chosen on it too (a Fold refuses that overlap by design).
     fold = types.SimpleNamespace(name="validation", train=split.train, test=split.val, val=split.val)
@@ -173,14 +173,14 @@ def build(name: str, args) -> None:
     from dam_cnn_tf.models.model_file import load_model_file
     from dam_cnn_tf.presets import PRESETS_DIR
     from dam_cnn_tf.presets.packing import preset_model, sha256_of, store_float16
-    from dam_cnn_tf.training.config import TrainConfig
-    from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
+    from dam_cnn_tf.training.run_plan import saved_settings
+    from dam_cnn_tf.evaluation.metrics import classification_report, predict_probabilities
     from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
     from dam_cnn_tf.training.stages import build_stage1_model, load_class_names
 
     recipe = RECIPES[name]
     run = RunDir(args.run_dir)
-    config = TrainConfig(**run.read_json("config.json"))
+    config = saved_settings(run)
     spec = run.read_json("data.json")
     spec.pop("stage", None)
     split = Fold.from_dict(run.read_json("split.json"))
@@ -233,7 +233,7 @@ def build(name: str, args) -> None:
         "command": " ".join(["python scripts/build_preset.py", name, "--data", "<fer2013>/train",
                              "--backbone-weights", "<face_recognition_model-weights_manifest.json>",
                              "--run-dir", "<run>"]),
-        "train_command": f"damcnn-tf train --config {recipe['config']} --data <fer2013>/train "
+        "train_command": f"damcnn-tf train --recipe {recipe['recipe']} --data <fer2013>/train "
                          f"{' '.join(recipe['data_options'])} --backbone-weights <weights> --run-dir <run>",
         "config": {k: v for k, v in config.to_dict().items() if k != "backbone_weights"},
         "validation": result,
@@ -257,7 +257,6 @@ def build(name: str, args) -> None:
     atomic_write_json(staging / "card.json", card)
     atomic_write_text(staging / "card.md", card_markdown(card))
     atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
-    shutil.copyfile(REPO / recipe["config"], staging / "config.toml")
     shutil.copyfile(run.path / "train.log", staging / "train.log")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)

@@ -87,7 +87,7 @@ def test_model_code_imports_builds_and_trains_without_tensorflow(tmp_path):
 
 @pytest.mark.parametrize("shape", [(13, 20, 3), (20, 13, 1), (16, 16, 3), (9, 9, 3)])
 def test_face_resnet_preprocessing_matches_face_api(shape):
-    from dam_cnn_tf.models.face_resnet import FACE_RESNET_MEAN_RGB, FaceResNetPreprocess
+    from dam_cnn_tf.backbones.face_resnet.model import FACE_RESNET_MEAN_RGB, FaceResNetPreprocess
 
     image = np.random.default_rng(1).uniform(0, 255, shape).astype(np.float32)
     rgb = np.repeat(image, 3, -1) if shape[-1] == 1 else image

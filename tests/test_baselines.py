@@ -5,7 +5,7 @@ import pytest
 
 from cli_helpers import invoke, read_json
 from dam_cnn_tf.data.protocols import Fold
-from dam_cnn_tf.training.baselines import C_GRID, paired_difference, pixel_features, probe_fold
+from dam_cnn_tf.evaluation.baselines import C_GRID, paired_difference, pixel_features, probe_fold
 
 TOY = ["--input-size", "32", "--backbone", "compact-tiny", "--folds", "2", "--quiet"]
 
@@ -67,7 +67,7 @@ def test_experiment_baselines_through_the_command_line(tmp_path):
     # The command's folds and faces are the ones a direct call sees (the synthetic faces at seed 0).
     from dam_cnn_tf.commands.crossval import make_folds
     from dam_cnn_tf.commands.demo import synthetic_prepared
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
 
     data = synthetic_prepared(TrainConfig(input_size=32), 6, 1, 0)
     _, folds = make_folds("subject-kfold", data, 2, 0, TrainConfig().val_fraction, "synthetic")
@@ -82,7 +82,7 @@ def test_experiment_baselines_through_the_command_line(tmp_path):
 
 
 def test_a_model_below_the_frozen_probe_is_told_in_one_line():
-    from dam_cnn_tf.training.baselines import FROZEN, PIXELS, below_probe_warning, comparison_markdown
+    from dam_cnn_tf.evaluation.baselines import FROZEN, PIXELS, below_probe_warning, comparison_markdown
 
     model = {"name": "DAM-CNN", "mean_accuracy": 0.80, "std_accuracy": 0.05, "fold_accuracies": [0.75, 0.85]}
     frozen = {"name": "frozen", "mean_accuracy": 0.82, "std_accuracy": 0.01, "fold_accuracies": [0.81, 0.83]}
@@ -96,7 +96,7 @@ def test_a_model_below_the_frozen_probe_is_told_in_one_line():
 
 
 def test_a_stage_2_that_lowers_stage_1s_mean_is_told_in_one_line():
-    from dam_cnn_tf.training.reports import below_stage1_note, crossval_markdown
+    from dam_cnn_tf.evaluation.reports import below_stage1_note, crossval_markdown
 
     summary = {"folds": 2, "fold_accuracies": [0.70, 0.80], "mean_accuracy": 0.75, "std_accuracy": 0.05,
                "stage1_fold_accuracies": [0.80, 0.84], "num_samples": 20, "class_names": ["a", "b"],

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dam_cnn_tf.training.budget import learning_rate, stage_budget
-from dam_cnn_tf.training.config import ConfigError, TrainConfig, resolve_config
+from dam_cnn_tf.recipes import resolve_config
+from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize("faces, batch", [(150, 32), (900, 32), (30000, 64)])
@@ -45,19 +46,19 @@ def test_passes_never_start_a_stage_of_no_steps_and_epochs_win():
 
 
 def test_both_stages_pass_their_passes_to_the_budget():
-    from dam_cnn_tf.training.stages import FaceSet, _stage1_phases, _stage2_budget
+    from dam_cnn_tf.recipes.plan import make_plan
 
     config = TrainConfig(backbone="face-resnet", backbone_weights="w.json", probe_passes=3, stage1_passes=7,
-                         stage2_passes=4, stage2_steps=60, stage2_min_steps=20)
-    assert [(phase[0], phase[-1]) for phase in _stage1_phases(config)] == [("probe", 3), ("fine-tune", 7)]
-    faces = FaceSet(np.zeros((3200, 1, 1, 3), np.uint8), np.zeros(3200, np.int64))  # one pass: 100 steps
-    budget = _stage2_budget(config, faces)
-    assert (budget.total_steps, budget.min_epochs) == (400, 2)
-    assert _stage2_budget(config.replace(stage2_passes=0), faces).total_steps == 60
+                         stage2_passes=4, stage2_steps=60, stage2_min_steps=20, stage1_batch_size=32,
+                         probe_steps=10, stage1_steps=10, validate_every_steps=1)
+    plan = make_plan(config, 3200)  # one pass: 100 steps at batch 32
+    assert [(phase.name, phase.total_steps) for phase in plan.stage1] == [("probe", 300), ("fine-tune", 700)]
+    assert (plan.stage2.total_steps, plan.stage2.floor_rounds * plan.stage2.steps_per_round) == (400, 200)
+    assert make_plan(config.replace(stage2_passes=0), 3200).stage2.total_steps == 60
 
 
 def test_end_to_end_counts_the_same_budget_in_passes():
-    from dam_cnn_tf.training.stages import end_to_end_passes
+    from dam_cnn_tf.recipes.plan import end_to_end_passes
 
     config = TrainConfig(stage2_steps=600, stage2_batch_size=32, stage2_passes=5)
     assert end_to_end_passes(config, 150) == 120        # 600 steps of a 5-step pass

@@ -64,13 +64,13 @@ def options_run(faces, tmp_path_factory):
     command line, SGD, conv decoders, the per-path loop, augmentation and a float16 feature cache."""
     from dam_cnn_tf.data import pipeline
     from dam_cnn_tf.models.mpvs_net import MPVSNet
-    from dam_cnn_tf.training import stages
+    from dam_cnn_tf.training import stage1, stage2
 
     tmp = tmp_path_factory.mktemp("options")
     config = tmp / "options.toml"
     config.write_text('decoder = "conv"\nlam = 5.0\nnum_paths = 3\n')
     seen = {"optimizers": [], "augmented": 0, "paths": set()}
-    make_optimizer, augment, routed = stages.make_optimizer, pipeline._augment, MPVSNet._apply_routed_gradients
+    make_optimizer, augment, routed = stage1.make_optimizer, pipeline._augment, MPVSNet._apply_routed_gradients
 
     def spy_optimizer(*args):
         seen["optimizers"].append(type(make_optimizer(*args)).__name__)
@@ -86,7 +86,8 @@ def options_run(faces, tmp_path_factory):
 
     run = tmp / "run"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(stages, "make_optimizer", spy_optimizer)
+        patch.setattr(stage1, "make_optimizer", spy_optimizer)
+        patch.setattr(stage2, "make_optimizer", spy_optimizer)
         patch.setattr(pipeline, "_augment", spy_augment)
         patch.setattr(MPVSNet, "_apply_routed_gradients", spy_routed)
         result = invoke("train", "--data", faces["unknown"], "--layout", "manifest", "--no-detect",
@@ -160,7 +161,7 @@ def test_malformed_classes_json_is_one_line(options_run, tmp_path):
 # --- train: pretrained VGG-Face through build_vgg_serd, attribute-specific decoders --------------------
 
 def test_vgg_face_weights_and_pair_attribute(faces, tmp_path):
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
     from dam_cnn_tf.training.stages import build_stage1_model
     from dam_cnn_tf.weights.convert import convert_weights
 

@@ -33,7 +33,7 @@ def test_train_writes_a_complete_run(trained_run):
 
 def test_validation_split_is_subject_independent(trained_run):
     from dam_cnn_tf.commands.demo import synthetic_prepared
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
 
     config = TrainConfig(**read_json(trained_run / "config.json"))
     data = synthetic_prepared(config)
@@ -45,8 +45,8 @@ def test_validation_split_is_subject_independent(trained_run):
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # the weights alone are loaded
 def test_train_scores_stage_one_on_the_validation_faces_too(trained_run):
     from dam_cnn_tf.commands.demo import synthetic_prepared
-    from dam_cnn_tf.training.config import TrainConfig
-    from dam_cnn_tf.training.evaluation import predict_probabilities
+    from dam_cnn_tf.recipes.options import TrainConfig
+    from dam_cnn_tf.evaluation.metrics import predict_probabilities
     from dam_cnn_tf.training.stages import build_stage1_model
 
     config = TrainConfig(**read_json(trained_run / "config.json"))
@@ -101,7 +101,7 @@ def test_crossval_subject_grouped(tmp_path):
     for fold in folds:
         assert not set(subjects[fold["test"]]) & set(subjects[fold["train"] + fold["val"]])
     # Each fold's predictions, face by face, agree with its confusion matrix.
-    from dam_cnn_tf.training.evaluation import read_predictions
+    from dam_cnn_tf.evaluation.metrics import read_predictions
 
     for i, fold in enumerate(folds):
         predictions = read_predictions(out / f"fold-{i:02d}" / "test_predictions.csv")

@@ -8,8 +8,9 @@ import pytest
 
 from cli_helpers import TINY_OPTIONS, invoke, read_json, synthetic_folder
 from dam_cnn_tf.data.protocols import Fold
-from dam_cnn_tf.training import crossval, workers
-from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.evaluation import crossval
+from dam_cnn_tf.training import workers
+from dam_cnn_tf.recipes.options import TrainConfig
 from dam_cnn_tf.training.run_dir import RunDir
 
 CLASSES = ["happy", "sad"]

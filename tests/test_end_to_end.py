@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from dam_cnn_tf import MPVSNet, build_vgg_serd, salient_feature_model
 from dam_cnn_tf.models.end_to_end import EndToEndDAMCNN
-from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.recipes.options import TrainConfig
 from dam_cnn_tf.training.end_to_end import image_pair_dataset
 from dam_cnn_tf.training.stages import build_stage1_model
 

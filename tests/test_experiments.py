@@ -8,11 +8,11 @@ from click.testing import CliRunner
 from cli_helpers import read_json
 
 from dam_cnn_tf.commands.experiment import experiment
-from dam_cnn_tf.training.attention_check import attention_check, region_mass_share
-from dam_cnn_tf.training.config import TrainConfig
-from dam_cnn_tf.training.experiments import experiment_markdown, within_one_std
+from dam_cnn_tf.paper.attention_check import attention_check, region_mass_share
+from dam_cnn_tf.recipes.options import TrainConfig
+from dam_cnn_tf.paper.experiments import experiment_markdown, within_one_std
 from dam_cnn_tf.training.run_dir import RunDir
-from dam_cnn_tf.training.shared_stage1 import SharedStage1Error, share_stage1
+from dam_cnn_tf.paper.shared_stage1 import SharedStage1Error, share_stage1
 
 TOY = [
     "--input-size", "32", "--backbone", "compact-tiny", "--fc-units", "8", "--encoder-units", "16",
@@ -97,7 +97,7 @@ def test_within_one_std_and_markdown_say_when_a_difference_is_not_clear():
     config = {k: 1 for k in ("input_size", "backbone", "fc_units", "encoder_units", "stage1_epochs", "stage2_epochs",
                              "patience", "seed")}
     config["backbone_weights"] = None
-    from dam_cnn_tf.training.baselines import paired_difference
+    from dam_cnn_tf.evaluation.baselines import paired_difference
 
     rows = [dict(key="a", label="A", folds=2, fold_accuracies=[0.75, 0.85], mean_accuracy=0.8, std_accuracy=0.05,
                  difference_to_reference=0.0, within_one_std_of_reference=True,
@@ -114,7 +114,7 @@ def test_within_one_std_and_markdown_say_when_a_difference_is_not_clear():
 
 
 def test_experiment_tables_state_the_budgets_with_their_passes():
-    from dam_cnn_tf.training.experiments import CONFIG_SUMMARY
+    from dam_cnn_tf.paper.experiments import CONFIG_SUMMARY
 
     config = TrainConfig(stage1_passes=10, stage2_passes=0)
     table = {"title": "T", "dataset": "d", "num_samples": 10, "class_names": ["x", "y"], "protocol": "p",
@@ -135,14 +135,15 @@ def test_share_stage1_refuses_a_different_stage1_configuration(tmp_path):
     assert share_stage1(source, source, TrainConfig(), TrainConfig()) is False  # has one already
 
 
-@pytest.mark.parametrize("field, value", [("fc6_activation", "sigmoid"), ("trunk_shift", 2), ("ema_momentum", 0.9),
-                                          ("stage1_passes", 0), ("probe_passes", 0)])
+@pytest.mark.parametrize("field, value", [("fc6_activation", "sigmoid"), ("trunk_shift", 2), ("stage1_passes", 0),
+                                          ("probe_passes", 0)])
 def test_a_field_stage1_reads_stops_sharing(tmp_path, field, value):
     # Fields added after the list of stage-1 fields was written count for stage 1 by default.
     source, target = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
     source.mark_completed("stage1", epochs=1)
+    base = TrainConfig(augment=True, fine_tune_from="conv5_1")  # what a trunk shift needs
     with pytest.raises(SharedStage1Error, match=f"differ in {field}"):
-        share_stage1(source, target, TrainConfig(), TrainConfig(**{field: value}))
+        share_stage1(source, target, base, base.replace(**{field: value}))
 
 
 def test_variants_differing_in_stage2_alone_share_stage1(tmp_path):
@@ -166,20 +167,20 @@ def toy_out(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage_fits(toy_out):
     """Run table4 first, counting how often each stage is actually trained."""
-    import dam_cnn_tf.training.stages as stages
+    from dam_cnn_tf.training import fit
 
     counts = {"stage 1": 0, "stage 2": 0}
-    original = stages._fit
+    original = fit.fit_rounds
 
     def counting_fit(model, train, val, epochs, stage_dir, stage, *args, **kwargs):
         counts[stage] += 1
         return original(model, train, val, epochs, stage_dir, stage, *args, **kwargs)
 
-    stages._fit = counting_fit
+    fit.fit_rounds = counting_fit
     try:
         result = run_experiment("table4", *SYNTHETIC, *TOY, "--out", toy_out)
     finally:
-        stages._fit = original
+        fit.fit_rounds = original
     return counts, result.output
 
 
@@ -213,20 +214,20 @@ def test_table4_trains_stage1_once_per_fold_and_shares_it(toy_out, stage_fits):
 
 
 def test_dam_cnn_experiment_reuses_table4s_vgg_serd(toy_out, stage_fits):
-    import dam_cnn_tf.training.stages as stages
+    from dam_cnn_tf.training import fit
 
     counts = {"stage 1": 0, "stage 2": 0}
-    original = stages._fit
+    original = fit.fit_rounds
 
     def counting_fit(model, train, val, epochs, stage_dir, stage, *args, **kwargs):
         counts[stage] += 1
         return original(model, train, val, epochs, stage_dir, stage, *args, **kwargs)
 
-    stages._fit = counting_fit
+    fit.fit_rounds = counting_fit
     try:
         run_experiment("dam-cnn", *SYNTHETIC, *TOY, "--out", toy_out)
     finally:
-        stages._fit = original
+        fit.fit_rounds = original
     assert counts == {"stage 1": 0, "stage 2": 2}  # the VGG-SERD of table4 is reused, stage 2 is new
     table = read_json(toy_out / "dam-cnn.json")
     assert [r["key"] for r in table["rows"]] == ["vgg-serd", "dam-cnn"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import invoke
-from dam_cnn_tf.models.face_resnet import (
+from dam_cnn_tf.backbones.face_resnet.model import (
     FACE_RESNET_MEAN_RGB,
     DownsampleShortcut,
     FaceResNetPreprocess,
@@ -17,7 +17,7 @@ from dam_cnn_tf.models.face_resnet import (
     pad_to_square,
 )
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsShapeError
-from dam_cnn_tf.weights.face_resnet import convert_face_resnet, load_face_resnet_weights
+from dam_cnn_tf.backbones.face_resnet.weights import convert_face_resnet, load_face_resnet_weights
 from face_api_reference import numpy_pad_to_square as _numpy_pad_to_square
 from face_api_reference import numpy_resize_bilinear as _numpy_resize_bilinear
 from tfjs_files import write_manifest
@@ -164,8 +164,8 @@ def test_keras_file_round_trip(tmp_path, reference):
 
 def test_frozen_baseline_sees_the_public_feature_map(reference):
     """The frozen-feature baseline's features are build_face_resnet(include_top=False)'s map."""
-    from dam_cnn_tf.training.baselines import available, frozen_features
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.evaluation.baselines import available, frozen_features
+    from dam_cnn_tf.recipes.options import TrainConfig
 
     manifest, images, _ = reference
     config = TrainConfig(backbone="face-resnet", backbone_weights=str(manifest), input_size=104)
@@ -180,7 +180,7 @@ def test_frozen_baseline_sees_the_public_feature_map(reference):
 
 
 def test_stage1_model_loads_and_freezes_the_backbone(reference):
-    from dam_cnn_tf.training.config import ConfigError, TrainConfig
+    from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
     from dam_cnn_tf.training.stages import build_stage1_model
 
     manifest, images, _ = reference

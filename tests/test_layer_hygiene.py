@@ -7,8 +7,8 @@ from dam_cnn_tf.layers.decoders import ConvMultiPathDecoder, MultiPathDecoder
 from dam_cnn_tf.layers.feature_scaling import FeatureScaler
 from dam_cnn_tf.models.mpae import MultiPathAutoencoder
 from dam_cnn_tf.models.mpvs_net import MPVSNet
-from dam_cnn_tf.models.face_resnet import ChannelScale, DownsampleShortcut, FaceResNetPreprocess
-from dam_cnn_tf.models.vgg_face import VGGFacePreprocess
+from dam_cnn_tf.backbones.face_resnet.model import ChannelScale, DownsampleShortcut, FaceResNetPreprocess
+from dam_cnn_tf.backbones.vgg_face.model import VGGFacePreprocess
 
 from layer_checks import check_layer
 

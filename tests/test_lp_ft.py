@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dam_cnn_tf.models.face_resnet import build_face_resnet
-from dam_cnn_tf.training.config import TrainConfig
+from dam_cnn_tf.backbones.face_resnet.model import build_face_resnet
+from dam_cnn_tf.recipes.options import TrainConfig
 from dam_cnn_tf.training.run_dir import RunDir
 from dam_cnn_tf.training.stages import FaceSet, train_dam_cnn, train_stage1
 from test_face_resnet import _manifest_of, _randomised
@@ -59,8 +59,8 @@ def test_probe_trains_the_head_only_then_fine_tuning_moves_the_chosen_blocks(tmp
 
 
 def test_a_run_computes_each_trunk_map_once_and_resumes_after_the_probe(tmp_path, manifest, monkeypatch):
-    import dam_cnn_tf.training.stages as stages
     from dam_cnn_tf.data.trunk_cache import TrunkCache
+    from dam_cnn_tf.training import fit
 
     computed = {"faces": 0}
     original_maps = TrunkCache.maps
@@ -75,8 +75,8 @@ def test_a_run_computes_each_trunk_map_once_and_resumes_after_the_probe(tmp_path
     train, val = faces(8, 2), faces(4, 3)
     run = RunDir(tmp_path / "run")
     fits = []
-    original_fit = stages._fit
-    monkeypatch.setattr(stages, "_fit", lambda model, tr, va, epochs, stage_dir, *a, **k: (
+    original_fit = fit.fit_rounds
+    monkeypatch.setattr(fit, "fit_rounds", lambda model, tr, va, epochs, stage_dir, *a, **k: (
         fits.append(stage_dir.name), original_fit(model, tr, va, epochs, stage_dir, *a, **k))[1])
     model = train_dam_cnn(config(manifest), train, val, run, ("a", "b", "c"), verbose=0)
     # Each face and its mirror once, for the probe, fine-tuning and stage 2's features alike.

@@ -123,7 +123,7 @@ def _files(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_two_workers_crossval_kill_one_and_rerun(tmp_path):
-    from dam_cnn_tf.training.crossval import completed_folds
+    from dam_cnn_tf.evaluation.crossval import completed_folds
 
     out, worker_dir = tmp_path / "cv", tmp_path / "worker1"
     args = ("crossval", "--data", synthetic_folder(tmp_path / "faces"), "--out", out, *CROSSVAL)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from dam_cnn_tf import MPVSNet
-from dam_cnn_tf.training.config import ConfigError, TrainConfig
-from dam_cnn_tf.training.stages import FaceSet, _fit, _training_pairs
+from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
+from dam_cnn_tf.data.face_set import FaceSet
+from dam_cnn_tf.training.fit import fit_rounds as _fit
+from dam_cnn_tf.training.stage2 import training_pairs as _training_pairs
 
 N, PATHS, BATCH, EPOCHS = 24, 2, 5, 3
 LABELS = np.arange(N) % 3

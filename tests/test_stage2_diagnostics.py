@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dam_cnn_tf.models.mpvs_net import MPVSNet
-from dam_cnn_tf.training.stage2_diagnostics import code_saturation, diagnose_run, gradient_balance
+from dam_cnn_tf.paper.diagnostics import code_saturation, diagnose_run, gradient_balance
 
 from cli_helpers import TINY_OPTIONS, invoke, synthetic_folder
 
@@ -104,8 +104,8 @@ def test_diagnosed_start_is_the_runs_own_start_from_vgg_serd(tmp_path):
 
 
 def test_prediction_agreement_counts_faces_fixed_broken_and_unchanged(tmp_path):
-    from dam_cnn_tf.training.evaluation import predictions_csv
-    from dam_cnn_tf.training.stage2_diagnostics import prediction_agreement
+    from dam_cnn_tf.evaluation.metrics import predictions_csv
+    from dam_cnn_tf.paper.diagnostics import prediction_agreement
 
     classes = ("a", "b", "c")
     labels = np.array([0, 1, 2, 0, 1])

@@ -36,7 +36,7 @@ def _mpvs_net_started_from_a_trained_vgg_serd(tmp_path, monkeypatch, fc6_activat
     given options of ``train``, as stage 2 with them ends it)."""
     from dam_cnn_tf.data.feature_cache import write_feature_cache
     from dam_cnn_tf.training import stages
-    from dam_cnn_tf.training.config import TrainConfig
+    from dam_cnn_tf.recipes.options import TrainConfig
     from dam_cnn_tf.training.run_dir import RunDir
 
     config = TrainConfig(**{**dict(backbone="compact-tiny", input_size=32, fc_units=16, encoder_units=16, num_paths=2,
@@ -117,7 +117,8 @@ def test_stage_2_that_only_gets_worse_ends_as_stage_1s_classifier(tmp_path, monk
 def test_face_resnet_stage_2_starts_from_vgg_serd_and_refuses_unequal_widths_in_one_line():
     import pytest
 
-    from dam_cnn_tf.training.config import ConfigError, resolve_config
+    from dam_cnn_tf.recipes import resolve_config
+    from dam_cnn_tf.recipes.options import ConfigError
 
     config = resolve_config(None, backbone="face-resnet")
     assert config.init_from_vgg_serd and config.encoder_units == config.fc_units
@@ -125,7 +126,9 @@ def test_face_resnet_stage_2_starts_from_vgg_serd_and_refuses_unequal_widths_in_
     vgg_face = resolve_config(None)
     assert not vgg_face.init_from_vgg_serd and vgg_face.fc6_activation == "relu"  # VGG-Face's own fc6
     # The FER2013 preset's recipe is kept as the preset was built.
-    preset = resolve_config("examples/configs/fer2013-face-resnet.toml")
+    from dam_cnn_tf.recipes import resolve_settings
+
+    preset, _ = resolve_settings(recipe="fer2013-face-resnet")
     assert not preset.init_from_vgg_serd and preset.encoder_units == 1024 and preset.fc6_activation == "relu"
     with pytest.raises(ConfigError, match=r"^--fc6-activation: must be one of relu, sigmoid, got 'tanh'$"):
         resolve_config(None, fc6_activation="tanh")

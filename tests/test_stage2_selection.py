@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dam_cnn_tf.training.config import ConfigError, TrainConfig
+from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
 from dam_cnn_tf.training.stages import _fit
 
 # Per epoch: the reconstruction keeps improving (val_loss falls every epoch), while the

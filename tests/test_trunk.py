@@ -5,7 +5,7 @@ import pytest
 
 from dam_cnn_tf.data.pipeline import PipelineError, trunk_dataset
 from dam_cnn_tf.data.trunk_cache import SHARD_FACES, TrunkCache, mirrored
-from dam_cnn_tf.models.face_resnet import build_face_resnet
+from dam_cnn_tf.backbones.face_resnet.model import build_face_resnet
 from dam_cnn_tf.models.trunk import TrunkSplitError, split_at
 from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd, salient_feature_model
 

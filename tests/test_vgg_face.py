@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dam_cnn_tf import build_vgg_face, preprocess_input
-from dam_cnn_tf.models.vgg_face import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR, VGGFacePreprocess
+from dam_cnn_tf.backbones.vgg_face.model import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR, VGGFacePreprocess
 
 
 def test_layer_names_follow_the_original_release():

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import weights_formats as wf
-from dam_cnn_tf.models.vgg_face import build_vgg_face, preprocess_input
+from dam_cnn_tf.backbones.vgg_face.model import build_vgg_face, preprocess_input
 from dam_cnn_tf.weights import (
     MissingLayerError,
     WeightsError,
@@ -29,7 +29,7 @@ from dam_cnn_tf.weights import (
     load_backbone_weights,
     read_converted,
 )
-from dam_cnn_tf.weights.cli import weights as weights_cli
+from dam_cnn_tf.commands.weights import weights as weights_cli
 
 SIZES = (32, 64)  # pool5 of 1x1, and of 2x2 where fc6's flatten order matters
 

@@ -351,7 +351,7 @@ def test_cli_download_face_resnet(tmp_path, face_api_files):
 def test_face_resnet_download_of_the_published_files_builds_the_backbone(tmp_path):
     """The real files, served from 127.0.0.1, pass the pinned checksums and load as they are."""
     from conftest import shared_data_dir
-    from dam_cnn_tf.models.face_resnet import build_face_resnet
+    from dam_cnn_tf.backbones.face_resnet.model import build_face_resnet
 
     published = shared_data_dir().parent / "weights" / "face-api"
     names = [f.filename for f in download_module.FILE_SETS["face-resnet"].files]

@@ -7,14 +7,15 @@ from pathlib import Path
 import click
 
 from dam_cnn_tf.commands.common import (
+    RecipeCommand,
     config_options,
-    config_overrides,
     data_options,
     data_spec,
-    check_backbone_weights,
     handle_user_errors,
-    progress_level,
     load_prepared,
+    progress_level,
+    resolve_run_settings,
+    set_group,
 )
 
 PROTOCOLS = ("default", "kfold", "subject-kfold", "loso", "predefined", "cross-dataset")
@@ -40,11 +41,14 @@ def make_folds(protocol: str, data, k, seed: int, val_fraction: float, dataset_n
         raise click.ClickException(f"--protocol {protocol}: {error}") from None
 
 
-@click.command()
+@click.command(cls=RecipeCommand)
+@set_group("data")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="dataset folder or file")
 @data_options
+@set_group("data")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="default", show_default=True,
               help="default: the paper's for the dataset (10-fold CK+/JAFFE, 5-fold TFEID, 7-fold BAUM-2i, predefined FER2013/SFEW)")
+@set_group("data")
 @click.option("--folds", "k", type=int, default=10, show_default=True, help="k of the k-fold protocols")
 @click.option("--dataset-name", default=None, help="which paper dataset this is, for --protocol default [default: the folder name]")
 @click.option("--test-data", type=click.Path(exists=True, path_type=Path), default=None,
@@ -53,44 +57,51 @@ def make_folds(protocol: str, data, k, seed: int, val_fraction: float, dataset_n
 @click.option("--max-folds", type=int, default=None, help="run only the first folds (quick checks)")
 @click.option("--stage", type=click.Choice(["1", "all"]), default="all", show_default=True,
               help="all: DAM-CNN; 1: VGG-SERD alone (Table 2)")
+@set_group("output")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="output folder: one run per fold, results.md/json, confusion matrix CSV and PNG")
+@set_group("output")
+@click.option("--restart", is_flag=True,
+              help="discard the folds --out holds (a folder of other settings is refused without it)")
+@set_group("output")
 @click.option("--baselines", is_flag=True,
               help="also fit logistic regressions on raw pixels and on frozen backbone features on the same folds, "
                    "and compare fold by fold")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML options file")
+@set_group("model")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="your own JSON or TOML file of settings, over the recipe; options override it")
+@set_group("output")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @config_options
 @handle_user_errors
-def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds, stage, out, baselines, config_file,
-             quiet, **kwargs):
+def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds, stage, out, restart, baselines,
+             config_file, quiet, **kwargs):
     """Cross-validate DAM-CNN: per-fold and mean ± std accuracy, summed confusion matrix."""
-    from dam_cnn_tf.training.config import resolve_config
-    from dam_cnn_tf.training.crossval import completed_folds, run_crossval
+    from dam_cnn_tf.evaluation.crossval import completed_folds, run_crossval
     from dam_cnn_tf.training.run_dir import RunDir
     from dam_cnn_tf.training.workers import worker_role
 
-    overrides = config_overrides(kwargs)
     spec = data_spec(kwargs, data)
-    config = resolve_config(config_file, **overrides)
-    check_backbone_weights(config)
+    config, sources = resolve_run_settings(kwargs, config_file)
     if (protocol == "cross-dataset") != (test_data is not None):
         raise click.UsageError("--protocol cross-dataset and --test-data go together")
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
-    done = completed_folds(out)  # read before the workers meet, so every worker skips the same folds
+    # Read before the workers meet, so every worker skips the same folds.
+    done = set() if restart else completed_folds(out)
     with worker_role(config.strategy, RunDir(out), resume=False, resume_hint=RESUME) as private:
         name, prepared, folds = _folds(spec, config, protocol, k, dataset_name, test_data, test_layout, quiet)
         if max_folds:
             folds = folds[:max_folds]
         summary = run_crossval(prepared, folds, config, out, name=name, stage=stage, verbose=progress_level(quiet),
-                               done=done, private_dir=None if private is None else private.path)
+                               done=done, private_dir=None if private is None else private.path, restart=restart,
+                               sources=sources)
         if private is not None:
             click.echo(f"Worker done; the chief wrote the cross-validation to {out}")
             return
     warning = None
     if baselines:
-        from dam_cnn_tf.training.baselines import below_probe_warning, comparison_markdown, run_baselines
+        from dam_cnn_tf.evaluation.baselines import below_probe_warning, comparison_markdown, run_baselines
         from dam_cnn_tf.training.run_dir import atomic_write_text
 
         probes = run_baselines(prepared, folds, config, Path(out), log=(lambda *_: None) if quiet else print)
@@ -104,7 +115,7 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
                f"over {summary['folds']} fold(s); results in {out}")
     if warning:
         click.echo(warning)
-    from dam_cnn_tf.training.reports import below_stage1_note
+    from dam_cnn_tf.evaluation.reports import below_stage1_note
 
     note = below_stage1_note(summary)
     if note:

@@ -9,40 +9,8 @@ import numpy as np
 
 from dam_cnn_tf.commands.common import handle_user_errors
 
-# A configuration that trains in minutes on two CPU cores: a compact backbone (no pretrained
-# VGG-Face weights exist offline), 64x64 faces, narrower MPAE and FC layers. The paper's
-# structure, losses, routing and λ are unchanged; learning rates are raised for the short run.
-# A narrow sigmoid encoder saturates under the reconstruction losses (most units stuck near
-# 1), so the code stays wide relative to the features (1024 for 8x8x64 = 4096).
-# Unseen people need many people more than many images of each: 32 people (19 to train on)
-# x 3 images scored 54-61% on unseen people; 64 people x 2 images, with flips and brightness
-# shifts in stage 1, scored 87, 75 and 89% (seeds 0-2), later 57% on seed 1: at α_S = 3e-3
-# stage 1 oscillated (validation accuracy 0.44-0.62 over its last epochs) and stopped early
-# before it had learnt. At α_S = 1e-3 for up to 60 epochs with patience 15 it scores
-# 93.3, 97.3, 93.8, 93.8 and 96.0% (seeds 0-4; raw pixels 59.8-72.8%), 2-3 min on 2 cores;
-# stage 2 never stopped early in 30 epochs; 20 score within a point of 30 (seeds 0-2).
-DEMO_CONFIG = dict(
-    input_size=64,
-    backbone="compact",
-    fc_units=256,
-    encoder_units=1024,
-    num_paths=3,
-    dropout=0.3,
-    augment=True,
-    alpha_s=1e-3,
-    alpha_m=1e-3,
-    alpha_fc=1e-3,
-    stage1_epochs=60,
-    stage2_epochs=20,
-    # The demo's recipe is counted in epochs at constant rates, as measured in README (from
-    # scratch there is no probe and no trunk to cache); no step floor delays early stopping.
-    lr_schedule="constant",
-    stage1_min_steps=0,
-    stage2_min_steps=0,
-    stage1_batch_size=32,
-    stage2_batch_size=32,
-    patience=15,
-)
+# The demo's settings: the recipe ``demo`` (dam_cnn_tf/recipes/demo.toml).
+DEMO_RECIPE = "demo"
 DEMO_SUBJECTS = 64
 DEMO_IMAGES_PER_CLASS = 2
 
@@ -71,9 +39,10 @@ def demo(out, subjects, epochs, seed, quiet):
     """Train a small DAM-CNN on synthetic faces, test it on unseen subjects, and write
     predictions and SERD attention maps. No download; a few minutes on a CPU."""
     from dam_cnn_tf.data.protocols import Fold, subject_kfold, carve_validation
-    from dam_cnn_tf.training.baselines import PIXELS, pixel_features, probe_fold
-    from dam_cnn_tf.training.config import resolve_config
-    from dam_cnn_tf.training.crossval import run_fold
+    from dam_cnn_tf.evaluation.baselines import PIXELS, pixel_features, probe_fold
+    from dam_cnn_tf.evaluation.crossval import run_fold
+    from dam_cnn_tf.recipes import resolve_settings
+    from dam_cnn_tf.recipes.plan import make_plan
     from dam_cnn_tf.training.run_dir import RunDir
 
     if subjects < 6:
@@ -81,7 +50,7 @@ def demo(out, subjects, epochs, seed, quiet):
     overrides = {"seed": seed}
     if epochs is not None:
         overrides.update(stage1_epochs=epochs, stage2_epochs=epochs)
-    config = resolve_config(None, base=DEMO_CONFIG, **overrides)
+    config, sources = resolve_settings(recipe=DEMO_RECIPE, options=overrides)
     data = synthetic_prepared(config, num_subjects=subjects, seed=seed)
     subjects_ids = data.dataset.subjects()
     # One fold of a subject-grouped 4-fold split: the test faces belong to unseen people.
@@ -90,7 +59,7 @@ def demo(out, subjects, epochs, seed, quiet):
     run = RunDir(out)
     click.echo(f"Synthetic faces: {len(data.labels)} images of {subjects} subjects, {len(data.class_names)} classes; "
                f"{len(fold.train)} train, {len(fold.val)} validation, {len(fold.test)} test (unseen subjects)")
-    result = run_fold(data, fold, config, run, verbose=0 if quiet else 2)
+    result = run_fold(data, fold, make_plan(config, len(fold.train), sources), run, verbose=0 if quiet else 2)
     chance = 1.0 / len(data.class_names)
     # The trivial bar on the same split: logistic regression on the raw pixels.
     pixels = probe_fold(pixel_features(data.faces), data.labels, fold, data.class_names, seed)

@@ -51,9 +51,9 @@ def evaluate(model, data, split, out, quiet, **kwargs):
     """Accuracy, per-class recall and the confusion matrix of MODEL (a run directory, .keras file or preset name)."""
     import numpy as np
 
-    from dam_cnn_tf.training.config import TrainConfig
-    from dam_cnn_tf.training.evaluation import classification_report, predict_probabilities
-    from dam_cnn_tf.training.reports import write_evaluation
+    from dam_cnn_tf.recipes.options import TrainConfig
+    from dam_cnn_tf.evaluation.metrics import classification_report, predict_probabilities
+    from dam_cnn_tf.evaluation.reports import write_evaluation
 
     split = canonical_split_option(split)
     spec = data_spec(kwargs, data)

@@ -7,22 +7,24 @@ from pathlib import Path
 import click
 
 from dam_cnn_tf.commands.common import (
-    check_backbone_weights,
+    RecipeCommand,
     config_options,
-    config_overrides,
     data_options,
     data_spec,
     handle_user_errors,
-    progress_level,
     load_prepared,
+    progress_level,
+    resolve_run_settings,
+    set_group,
 )
 
 NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11", "baselines")
 FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 
 
-@click.command()
+@click.command(cls=RecipeCommand)
 @click.argument("name", type=click.Choice(NAMES))
+@set_group("data")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="dataset folder or file (or --synthetic)")
 @click.option("--synthetic", "synthetic_subjects", type=int, default=None,
@@ -31,8 +33,10 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @click.option("--synthetic-images", type=int, default=2, show_default=True,
               help="synthetic images per subject and class")
 @data_options
+@set_group("data")
 @click.option("--protocol", type=click.Choice(FOLD_PROTOCOLS), default="subject-kfold", show_default=True,
               help="how folds are made (table11 always trains on --data and tests on --test-data)")
+@set_group("data")
 @click.option("--folds", "k", type=int, default=5, show_default=True, help="k of the k-fold protocols")
 @click.option("--max-folds", type=int, default=None, help="run only the first folds")
 @click.option("--dataset-name", default=None, help="which paper dataset this is, for --protocol default")
@@ -41,13 +45,18 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @click.option("--test-layout", default="auto", show_default=True, help="layout of --test-data")
 @click.option("--test-detect/--test-no-detect", default=None,
               help="face detection on --test-data [default: as --detect]")
+@set_group("output")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="output folder; experiments written to the same folder share the runs they have in common")
 @click.option("--no-figures", is_flag=True, help="tables only")
+@set_group("output")
 @click.option("--baselines", is_flag=True,
               help="add logistic regressions on raw pixels and on frozen backbone features, on the same folds, and "
                    "compare every model with them fold by fold (the experiment baselines has them alone)")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML options file")
+@set_group("model")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="your own JSON or TOML file of settings, over the recipe; options override it")
+@set_group("output")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @config_options
 @handle_user_errors
@@ -57,15 +66,12 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
     VGG-SERD), table2 (VGG-Face vs VGG-SERD), table3 (parts of
     L_reg, attention maps and check), table4 (N paths, t-SNE), paths-gender (§4.3.2), table11
     (cross-dataset), baselines (logistic regressions on pixels and on frozen features). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
-    from dam_cnn_tf.training.config import resolve_config
-    from dam_cnn_tf.training.experiment_figures import write_experiment_figures
-    from dam_cnn_tf.training.experiments import ExperimentError, run_experiment
-    from dam_cnn_tf.training.shared_stage1 import SharedStage1Error
+    from dam_cnn_tf.paper.figures import write_experiment_figures
+    from dam_cnn_tf.paper.experiments import ExperimentError, run_experiment
+    from dam_cnn_tf.paper.shared_stage1 import SharedStage1Error
 
-    overrides = config_overrides(kwargs)
     spec = data_spec(kwargs, data)
-    config = resolve_config(config_file, **overrides)
-    check_backbone_weights(config)
+    config, _ = resolve_run_settings(kwargs, config_file)
     if config.strategy == "multiworker":
         raise click.UsageError("--strategy multiworker: experiment runs in one process; on several workers, "
                                "run crossval (one model per command)")

@@ -73,7 +73,7 @@ def image_dataset(
     RGB 0-255). Labels come out as int32. ``repeat``: endless passes, each in a new order (for
     ``fit`` with ``steps_per_epoch``).
     """
-    from dam_cnn_tf.models.vgg_face import preprocess_input
+    from dam_cnn_tf.backbones.vgg_face.model import preprocess_input
 
     from_paths = not isinstance(images, np.ndarray)
     if from_paths:

@@ -72,10 +72,10 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     import dam_cnn_tf.layers.mirror  # noqa: F401
     import dam_cnn_tf.layers.read_faces  # noqa: F401
     import dam_cnn_tf.layers.serd  # noqa: F401
-    import dam_cnn_tf.models.face_resnet  # noqa: F401  (its layers, for models on that backbone)
+    import dam_cnn_tf.backbones.face_resnet.model  # noqa: F401  (its layers, for models on that backbone)
     import dam_cnn_tf.models.mpae  # noqa: F401
     import dam_cnn_tf.models.mpvs_net  # noqa: F401
-    import dam_cnn_tf.models.vgg_face  # noqa: F401
+    import dam_cnn_tf.backbones.vgg_face.model  # noqa: F401
     import dam_cnn_tf.optimizers  # noqa: F401  (compile=True)
 
     path = Path(path)

@@ -20,7 +20,7 @@ import dataclasses
 
 import keras
 
-from dam_cnn_tf.models.backbones import BACKBONE
+from dam_cnn_tf.backbones import BACKBONE
 from dam_cnn_tf.models.vgg_serd import FLATTEN, SERD, has_serd
 
 

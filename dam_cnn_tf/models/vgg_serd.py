@@ -16,7 +16,7 @@ import keras
 
 from dam_cnn_tf import hparams
 from dam_cnn_tf.layers.serd import SERDLayer
-from dam_cnn_tf.models.vgg_face import VGG_FACE_WIDTHS, VGGFacePreprocess, build_vgg_face
+from dam_cnn_tf.backbones.vgg_face.model import VGG_FACE_WIDTHS, VGGFacePreprocess, build_vgg_face
 from dam_cnn_tf.optimizers import FusedAdam
 
 BACKBONE = "backbone"

@@ -121,32 +121,6 @@ def completed_epochs(backup_dir) -> int:
     return state["epoch"] if state else 0
 
 
-class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
-    """``SwapEMAWeights(swap_on_epoch=True)``: validation, the best checkpoint and early stopping
-    see the weights' moving average; training goes on from the raw weights.
-
-    From the end of an epoch to the start of the next the model holds the average and the
-    optimizer the raw weights, so the backup written at the epoch's end holds them that way
-    round too. A resumed ``fit`` knows it from the backup and swaps them back before training
-    on, so it continues exactly where an uninterrupted run would be.
-    """
-
-    def __init__(self, backup_dir):
-        super().__init__(swap_on_epoch=True)
-        self.backup_dir = Path(backup_dir)
-
-    def on_train_begin(self, logs=None):
-        self._ema_weights_in_model = completed_epochs(self.backup_dir) > 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        # Keras' own also overwrites the raw weights with the average after the last epoch, so
-        # a run resumed with a larger budget would lose them; the caller loads the best
-        # checkpoint after fit in any case.
-        if not self._ema_weights_in_model:
-            self._swap_variables()
-            self._ema_weights_in_model = True
-
-
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` at each epoch's end, whose backup is never half-written.
 

@@ -66,14 +66,12 @@ def set_precision(mixed: Optional[str]) -> None:
     keras.config.set_dtype_policy(f"mixed_{mixed}" if mixed else "float32")
 
 
-def make_optimizer(kind: str, learning_rate: float, ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
-    """Adam or SGD; with ``ema_momentum`` > 0 the optimizer also keeps an exponential moving
-    average of the weights (Polyak averaging), which ``SwapEMAWeights`` puts in for validation."""
-    averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+def make_optimizer(kind: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam, or SGD with momentum 0.9."""
     if kind == "adam":
-        return FusedAdam(learning_rate, **averaging)
+        return FusedAdam(learning_rate)
     if kind == "sgd":
-        return FusedSGD(learning_rate, momentum=0.9, **averaging)
+        return FusedSGD(learning_rate, momentum=0.9)
     raise ValueError(f"--optimizer: unknown optimizer {kind!r}")
 
 

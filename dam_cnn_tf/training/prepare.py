@@ -13,7 +13,7 @@ from dam_cnn_tf.data.faces import FacePreparer
 from dam_cnn_tf.data.labels import class_set
 from dam_cnn_tf.data.protocols import Fold, carve_validation
 from dam_cnn_tf.data.samples import Dataset
-from dam_cnn_tf.training.stages import FaceSet
+from dam_cnn_tf.data.face_set import FaceSet
 
 
 class DataError(ValueError):

@@ -23,7 +23,7 @@ import mmap
 
 import numpy as np
 
-from dam_cnn_tf.models.vgg_face_layout import CONV_LAYER_NAMES
+from dam_cnn_tf.weights.vgg_face_layout import CONV_LAYER_NAMES
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.errors import WeightsFormatError
 

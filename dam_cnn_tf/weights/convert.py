@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dam_cnn_tf.models.vgg_face_layout import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
+from dam_cnn_tf.weights.vgg_face_layout import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.caffe import read_caffemodel
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsError, WeightsFormatError, WeightsShapeError

@@ -343,3 +343,15 @@ def download_file_set(
         _fetch_verified(release, folder, resolve_url(release, None, base_url), None,
                         retries=retries, backoff=backoff, timeout=timeout)
     return folder / file_set.entry
+
+
+def downloaded(name: str, cache_dir=None) -> Path | None:
+    """The entry file of file set ``name`` (or a release's converted file) where
+    ``damcnn-tf weights download NAME`` left it in the cache, else None; nothing is fetched."""
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    if name in FILE_SETS:
+        entry = folder / FILE_SETS[name].entry
+        complete = all((folder / release.filename).is_file() for release in FILE_SETS[name].files)
+        return entry if complete else None
+    converted = folder / f"{name}.weights.h5"
+    return converted if name in RELEASES and converted.is_file() else None

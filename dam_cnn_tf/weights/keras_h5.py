@@ -20,7 +20,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from dam_cnn_tf.models.vgg_face_layout import CONV_LAYER_NAMES
+from dam_cnn_tf.weights.vgg_face_layout import CONV_LAYER_NAMES
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.errors import WeightsFormatError
 from dam_cnn_tf.weights.hdf5 import child, keras_root, read_array, reading_hdf5, text_list

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from dam_cnn_tf.models.vgg_face_layout import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
+from dam_cnn_tf.weights.vgg_face_layout import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights.errors import MissingLayerError, WeightsFormatError, WeightsShapeError
 
 FC_LAYER_NAMES = ("fc6", "fc7", "fc8")
