@@ -10,7 +10,7 @@ import pytest
 from dam_cnn_tf import MPVSNet, build_dam_cnn, build_vgg_serd, salient_feature_model
 from dam_cnn_tf.models.parameters import parameter_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+MODEL_DOC = Path(__file__).resolve().parents[1] / "docs" / "model.md"
 
 
 @pytest.fixture
@@ -73,8 +73,8 @@ def test_readme_parameter_counts_match_full_size_model():
     assert counts["MPAE encoder (Eq. 6)"] == 25088 * 4096 + 4096  # Table 1: Encoder(25088x4096)
     assert counts["MPAE decoder, each path (Eq. 7)"] == 4096 * 25088 + 25088
     assert counts["SERD attention (Eq. 1)"] == 512 + 1
-    readme = README.read_text()
+    readme = MODEL_DOC.read_text()
     for part, shape, count in rows:
         line = f"| {part} | {shape} | {count:,} |"
-        assert line in readme, f"README lacks the row: {line}"
+        assert line in readme, f"docs/model.md lacks the row: {line}"
     assert re.search(r"134,314,824", readme)

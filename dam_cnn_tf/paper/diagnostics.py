@@ -28,8 +28,7 @@ from dam_cnn_tf.models.mpae import reconstruction_losses
 from dam_cnn_tf.models.mpvs_net import MPVSNet
 from dam_cnn_tf.recipes.options import TrainConfig, config_from_saved
 from dam_cnn_tf.training.run_dir import RunDir
-from dam_cnn_tf.training.stages import (build_stage1_model, load_class_names, start_from_vgg_serd,
-                                       starts_from_vgg_serd)
+from dam_cnn_tf.training.stages import (build_stage1_model, load_class_names, start_from_vgg_serd)
 
 # A sigmoid unit is "saturated" where its slope h(1 - h) is below 1 % of its maximum 1/4.
 SATURATED_BELOW, SATURATED_ABOVE = 0.0101, 0.9899
@@ -131,7 +130,7 @@ def diagnose_run(run_path, max_samples: int = 256, seed: int = 0) -> dict:
     keras.utils.set_random_seed(config.seed)
     fresh = _build_net(config, features.shape[1], num_classes, num_paths, cache.feature_shape)
     fresh.mpae.adapt(features)  # the scaling stage 2 starts from
-    if starts_from_vgg_serd(config):  # and the weights
+    if config.init_from_vgg_serd:  # and the weights
         vgg_serd = build_stage1_model(config.replace(backbone_weights=None), num_classes)
         vgg_serd.load_weights(run / "stage1" / "vgg_serd.weights.h5")
         start_from_vgg_serd(fresh, vgg_serd, config)
