@@ -8,7 +8,7 @@ head-and-shoulders photos (320x243 grey, pasted whole) and RAF-DB's aligned colo
 a face in surroundings rather than a square cut-out). They are pasted, with feathered edges,
 onto synthetic cluttered backgrounds (smooth colour fields, noise, random shapes) at known
 sizes and angles. A face's true box is RAF-DB's crop, or for Yale the mean of the Haar and
-BlazeFace boxes on the original photo (they agree at IoU >= 0.68 on all 89). A face counts
+BlazeFace boxes on the original photo (both find all 89, at IoU 0.61 to 0.87 from each other). A face counts
 as found when a detected box overlaps it with IoU >= 0.4 (greedy one-to-one matching); every
 other box is a false detection. Scenarios:
 
@@ -37,6 +37,8 @@ import numpy as np
 
 IOU_FOUND = 0.4
 SEED = 20240607
+SIZES = (40, 60, 80, 120, 200, 320, 450, 600)  # face sides of sizes_1080p, each drawn within +-5 %
+ANGLES = (0, 15, 30, 45)
 
 
 def cpu_name() -> str:
@@ -221,17 +223,15 @@ def scenarios(faces, rng, counts) -> dict:
     out = {}
     out["group_1080p"] = [compose(1080, 1920, [(pick(), rng.uniform(70, 80), 0.0) for _ in range(6)], rng)
                           for _ in range(counts["group"])]
-    sizes = [40, 60, 80, 120, 200, 320, 450, 600]
     out["sizes_1080p"] = []
     for _ in range(counts["sizes"]):
-        chosen = list(rng.permutation(sizes))
+        chosen = list(rng.permutation(SIZES))
         items = []
         for side in chosen:  # what fits: small faces many, the 600 px one alone with a few small
             items.append((pick(), float(side) * rng.uniform(0.95, 1.05), 0.0))
         out["sizes_1080p"].append(compose(1080, 1920, sorted(items, key=lambda i: -i[1]), rng))
-    angles = [0, 15, 30, 45]
     out["rotated_1080p"] = [compose(1080, 1920, [(pick(), rng.uniform(100, 160), float(a) * rng.choice([-1, 1]))
-                                                 for a in angles for _ in range(2)], rng)
+                                                 for a in ANGLES for _ in range(2)], rng)
                             for _ in range(counts["rotated"])]
     out["photo_12mp"] = [compose(3000, 4000, [(pick(), rng.uniform(220, 240), 0.0)], rng)
                          for _ in range(counts["photo_12mp"])]
@@ -250,7 +250,7 @@ def scenarios(faces, rng, counts) -> dict:
 
 def bucket(scenario: str, face, side, angle) -> str:
     if scenario == "sizes_1080p":
-        return f"{int(round(side / 10.0) * 10)}px"
+        return f"{min(SIZES, key=lambda s: abs(s - side))}px"
     if scenario == "rotated_1080p":
         return f"{int(round(abs(angle)))}deg"
     return "all"
@@ -277,7 +277,8 @@ def evaluate(detectors: dict, cases: dict) -> dict:
                              "photos": len(photos), "false_detections": false,
                              "false_per_photo": false / max(1, len(photos))}
         results[name] = per
-        print(name, {s: (round(r["found"].get("all/all", {"rate": float("nan")})["rate"], 3), r["false_per_photo"])
+        print(name, {s: (sum(v["found"] for k, v in r["found"].items() if k.startswith("all/")),
+                         sum(v["faces"] for k, v in r["found"].items() if k.startswith("all/")), r["false_per_photo"])
                      for s, r in per.items()}, flush=True)
     return results
 
@@ -300,6 +301,31 @@ def time_detectors(detectors: dict, photos: dict, rounds: int) -> dict:
     return out
 
 
+def single_view_sweep(faces, rng, fractions=(0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9)) -> dict:
+    """The network alone on one 128x128 view: the rate at which a face whose side is each
+    fraction of the view is found (what sets the pyramid's levels)."""
+    from dam_cnn_tf.detection.blazeface import INPUT_SIZE, BlazeFaceNet, to_input, weighted_nms
+
+    net, out = BlazeFaceNet(), {}
+    for fraction in fractions:
+        side, table = fraction * INPUT_SIZE, {}
+        for face in faces:
+            canvas = background(INPUT_SIZE, INPUT_SIZE, rng)
+            half = side / 2
+            centre = rng.uniform(half, INPUT_SIZE - half, 2)
+            truth = paste(canvas, face, side, 0.0, centre)
+            (points, scores), = net.candidates(to_input(canvas[None]), 0.5)
+            points, _ = weighted_nms(points, scores, 0.5)
+            boxes = points[:, :2].reshape(-1, 4)
+            found, _ = match([truth], np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1))
+            cell = table.setdefault(face.source, [0, 0])
+            cell[0] += int(found[0])
+            cell[1] += 1
+        out[f"{int(round(side))}px"] = {k: {"found": v[0], "faces": v[1], "rate": v[0] / v[1]} for k, v in table.items()}
+        print("single view", f"{int(round(side))}px", {k: f"{v[0]}/{v[1]}" for k, v in table.items()}, flush=True)
+    return out
+
+
 def build_detectors(which) -> dict:
     from dam_cnn_tf.detection import detector
 
@@ -309,7 +335,13 @@ def build_detectors(which) -> dict:
         "haar": lambda: detector("haar"),
         "haar-min40": lambda: detector("haar", min_face=40),
     }
-    return {name: available[name]() for name in which}
+    built = {}
+    for name in which:
+        if name.startswith("blazeface@"):  # another score threshold, e.g. blazeface@0.5
+            built[name] = detector("blazeface", min_score=float(name.split("@", 1)[1]))
+        else:
+            built[name] = available[name]()
+    return built
 
 
 def main(argv=None) -> None:
@@ -317,31 +349,34 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding yalefaces_expr/ and rafdb/train/")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the raw results")
     parser.add_argument("--detectors", default="blazeface,haar,haar-min40",
-                        help="comma-separated, of blazeface, blazeface-opencv, haar, haar-min40")
+                        help="comma-separated, of blazeface, blazeface-opencv, haar, haar-min40, blazeface@SCORE")
     parser.add_argument("--timed", default="blazeface,blazeface-opencv,haar,haar-min40")
     parser.add_argument("--rafdb", type=int, default=300, help="RAF-DB faces drawn")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of photos per scenario")
     parser.add_argument("--rounds", type=int, default=5, help="timed calls per detector and photo size")
+    parser.add_argument("--seed", type=int, default=SEED, help="another seed draws other faces and photos "
+                        "(the default score threshold was chosen on --seed 777, apart from the reported draw)")
     args = parser.parse_args(argv)
 
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(args.seed)
     reference = build_detectors(["haar", "blazeface"])
     faces = load_faces(args.data, args.rafdb, rng, reference["haar"], reference["blazeface"])
     counts = {k: max(1, int(round(v * args.scale))) for k, v in
               {"group": 20, "sizes": 20, "rotated": 15, "photo_12mp": 10, "whole": 60, "no_face": 20}.items()}
+    sweep = single_view_sweep(faces[::4], np.random.default_rng(args.seed + 1))
     cases = scenarios(faces, rng, counts)
     detectors = build_detectors([d for d in args.detectors.split(",") if d])
     results = evaluate(detectors, cases)
     timed = build_detectors([d for d in args.timed.split(",") if d])
     timing_photos = {"1920x1080": cases["group_1080p"][0][0], "4000x3000": cases["photo_12mp"][0][0]}
-    timing = time_detectors(timed, timing_photos, args.rounds)
+    timing = time_detectors(timed, timing_photos, args.rounds) if timed else {}
     report = {
-        "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "iou_found": IOU_FOUND, "seed": SEED,
+        "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "iou_found": IOU_FOUND, "seed": args.seed,
         "faces": {"yale": sum(f.source == "yale" for f in faces), "rafdb": sum(f.source == "rafdb" for f in faces)},
         "photos": {k: len(v) for k, v in cases.items()},
         "detectors": {name: getattr(d, "config", lambda: {})() for name, d in detectors.items()},
         "runtime": getattr(getattr(detectors.get("blazeface"), "net", None), "runtime", None),
-        "results": results, "seconds_per_photo": timing,
+        "single_view_sweep": sweep, "results": results, "seconds_per_photo": timing,
     }
     text = json.dumps(report, indent=1, default=float)
     if args.out:
