@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -321,7 +322,8 @@ def single_view_sweep(faces, rng, fractions=(0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.7
             cell = table.setdefault(face.source, [0, 0])
             cell[0] += int(found[0])
             cell[1] += 1
-        out[f"{int(round(side))}px"] = {k: {"found": v[0], "faces": v[1], "rate": v[0] / v[1]} for k, v in table.items()}
+        out[f"{int(round(side))}px"] = {k: {"found": v[0], "faces": v[1], "rate": v[0] / v[1]}
+                                        for k, v in table.items()}
         print("single view", f"{int(round(side))}px", {k: f"{v[0]}/{v[1]}" for k, v in table.items()}, flush=True)
     return out
 
@@ -371,7 +373,7 @@ def main(argv=None) -> None:
     timing_photos = {"1920x1080": cases["group_1080p"][0][0], "4000x3000": cases["photo_12mp"][0][0]}
     timing = time_detectors(timed, timing_photos, args.rounds) if timed else {}
     report = {
-        "cpu": cpu_name(), "cores": __import__("os").cpu_count(), "iou_found": IOU_FOUND, "seed": args.seed,
+        "cpu": cpu_name(), "cores": os.cpu_count(), "iou_found": IOU_FOUND, "seed": args.seed,
         "faces": {"yale": sum(f.source == "yale" for f in faces), "rafdb": sum(f.source == "rafdb" for f in faces)},
         "photos": {k: len(v) for k, v in cases.items()},
         "detectors": {name: getattr(d, "config", lambda: {})() for name, d in detectors.items()},

@@ -114,7 +114,8 @@ def _rafdb(shared_data, names):
 
 
 YALE = ["happy/subject02.happy.gif", "normal/subject05.normal.gif", "surprised/subject11.surprised.gif"]
-RAFDB = ["anger/train_00023_aligned.jpg", "fear/train_00027_aligned.jpg", "sadness/train_00001_aligned.jpg"]  # the first of three folders
+# The first face of three class folders.
+RAFDB = ["anger/train_00023_aligned.jpg", "fear/train_00027_aligned.jpg", "sadness/train_00001_aligned.jpg"]
 
 
 @pytest.fixture(scope="module")
