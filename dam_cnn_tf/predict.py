@@ -1,9 +1,9 @@
 """Expression prediction with a trained DAM-CNN (paper Fig. 2) on images, folders and videos.
 
-Faces are found and cut out as training prepares them (§4.1.1, ``data.faces``): the Haar
-cascade finds every face, each box is grown by ``margin`` and resized to the model's input
-with the same ``resize_face``, so a face seen here reaches the model exactly as a training
-face did. Each face comes back with its class probabilities and SERD's attention mask ``M``
+Faces are found by ``detection``'s BlazeFace (every face from 40 pixels up, several per
+photo; ``detector("haar")`` is the paper's Viola-Jones, §4.1.1), and cut out as training
+prepares them (``data.faces``): each box is grown by ``margin`` and resized to the model's
+input with the same ``resize_face``. Each face comes back with its class probabilities and SERD's attention mask ``M``
 (Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
 """
 
@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from dam_cnn_tf.data.faces import NO_FACE_CHOICES, HaarFaceDetector, expand_box, resize_face
+from dam_cnn_tf.data.faces import NO_FACE_CHOICES, expand_box, resize_face
 from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
 from dam_cnn_tf.data.loading import ON_BAD_CHOICES
 from dam_cnn_tf.errors import one_line
@@ -192,15 +192,29 @@ def expand_inputs(paths: Iterable[Union[str, os.PathLike]]) -> List[InputFile]:
     return files
 
 
+def _make_detector(detector):
+    """A detector from its name (``detection.detector``) or the callable given; BlazeFace by default."""
+    if detector is None or isinstance(detector, str):
+        from dam_cnn_tf.detection import DEFAULT_DETECTOR, DetectorError
+        from dam_cnn_tf.detection import detector as named_detector
+
+        try:
+            return named_detector(detector or DEFAULT_DETECTOR)
+        except DetectorError as err:
+            raise PredictError(str(err)) from None
+    return detector
+
+
 class Predictor:
     """Predicts expressions with a saved DAM-CNN inference model.
 
     ``model``: a run directory (holding ``model.keras`` and ``classes.json``) or a ``.keras``
-    file with ``classes.json`` beside it. ``detect``: find faces with the Haar cascade (§4.1.1);
-    without it, the whole image is one face (for images that are face crops already).
+    file with ``classes.json`` beside it. ``detect``: find faces (see ``detector``); without
+    it, the whole image is one face (for images that are face crops already).
     ``margin``: fraction of the box added on each side, as in training's ``FacePreparer``.
     ``no_face``: ``"skip"`` an image without a detected face, or use the ``"whole"`` image.
-    ``detector``: any callable grey ``uint8`` image -> ``(n, 4)`` boxes (default ``HaarFaceDetector()``).
+    ``detector``: a ``detection.DETECTOR_NAMES`` name, or any callable RGB ``uint8`` image ->
+    ``(n, 4)`` ``x, y, w, h`` boxes (default ``detection.detector()``, BlazeFace).
     ``class_names`` replaces ``classes.json``.
     """
 
@@ -223,22 +237,22 @@ class Predictor:
             self.class_names = check_class_names(list(class_names), num_classes, "class_names")
         self.input_size = tuple(int(s) for s in self.model.input_shape[1:3])
         self.detect, self.margin, self.no_face = detect, float(margin), no_face
-        self.detector = (detector or HaarFaceDetector()) if detect else None
+        self.detector = _make_detector(detector) if detect else None
         self.max_pixels, self.batch_size = max_pixels, batch_size
 
     # -- one image ---------------------------------------------------------------------------
 
     def face_regions(self, rgb: np.ndarray) -> list:
-        """``(box, region, detected)`` for each face of an RGB image, largest first (the face
-        training would keep); ``[]`` when none is found and ``no_face="skip"``."""
+        """``(box, region, detected)`` for each face of an RGB image, left to right (by the
+        box's left edge, then its top); ``[]`` when none is found and ``no_face="skip"``."""
         height, width = rgb.shape[:2]
         whole = ((0, 0, width, height), (0, 0, width, height), False)
         if self.detector is None:
             return [whole]
-        boxes = np.asarray(self.detector(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))).reshape(-1, 4)
+        boxes = np.asarray(self.detector(rgb)).reshape(-1, 4)
         if not len(boxes):
             return [whole] if self.no_face == "whole" else []
-        order = np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")
+        order = np.lexsort((boxes[:, 1], boxes[:, 0]))
         return [(tuple(int(v) for v in boxes[i]), expand_box(boxes[i], self.margin, width, height), True)
                 for i in order]
 

@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from dam_cnn_tf.data.images import ImageReadError
+from dam_cnn_tf.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorError, detector
 from dam_cnn_tf.predict import PredictError, PredictionReport, Predictor, draw_predictions, expand_inputs
 from dam_cnn_tf.viz.attention import SCALES, AttentionVizError, write_png
 
@@ -98,9 +99,10 @@ def no_face_line(path, min_side, action: str) -> str:
 
 def _check_options(ctx, no_detect, output, heatmaps):
     if no_detect:
-        for name in ("margin", "no_face"):
+        for name in ("margin", "no_face", "detector_name", "min_face"):
             if ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
-                raise click.ClickException(f"--{name.replace('_', '-')} applies to detected faces; "
+                option = {"detector_name": "detector"}.get(name, name).replace("_", "-")
+                raise click.ClickException(f"--{option} applies to detected faces; "
                                            "it cannot be combined with --no-detect")
     if output is not None:
         path = Path(output)
@@ -124,6 +126,12 @@ def _check_options(ctx, no_detect, output, heatmaps):
 @click.option("--heatmap-scale", type=click.Choice(SCALES), default="fixed", show_default=True,
               help="Colours over tanh's fixed range (-1, 1), comparable across images, or each mask's own range.")
 @click.option("--no-detect", is_flag=True, help="The inputs are face crops: use each whole image as one face.")
+@click.option("--detector", "detector_name", type=click.Choice(DETECTOR_NAMES), default=DEFAULT_DETECTOR,
+              show_default=True, help="Face detector: BlazeFace (faces from 40 px up, turned and tilted ones too) "
+                                      "or haar, the paper's Viola-Jones (§4.1.1; frontal faces; docs/detection.md).")
+@click.option("--min-face", type=float, default=None, metavar="PIXELS",
+              help="Smallest face side looked for, in pixels (default: 40 for blazeface, "
+                   "10% of the image's shorter side for haar).")
 @click.option("--margin", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Grow each detected box by this fraction of its size per side (use training's value).")
 @click.option("--no-face", type=click.Choice(("skip", "whole")), default="skip", show_default=True,
@@ -133,21 +141,24 @@ def _check_options(ctx, no_detect, output, heatmaps):
 @click.option("--on-bad", type=click.Choice(("skip", "error")), default="skip", show_default=True,
               help="Unreadable image or video: report it and go on, or stop.")
 @click.pass_context
-def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect, margin, no_face,
-            every_n_frames, on_bad):
+def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect, detector_name, min_face, margin,
+            no_face, every_n_frames, on_bad):
     """Predict the expression of each face in INPUTS with the DAM-CNN MODEL.
 
     MODEL is a preset's name (damcnn-tf presets), a training run directory or a model.keras
     file with classes.json beside it.
     INPUTS are image files, folders (searched recursively for images) and video files.
-    Faces are found and cropped as in training (§4.1.1); one row per face, with its box
-    (x, y, w, h), label and the probability of every class.
+    Faces are found by --detector and cropped as in training (§4.1.1); one row per face,
+    numbered left to right, with its box (x, y, w, h), label and the probability of every class.
     """
     _check_options(ctx, no_detect, output, heatmaps)
+    if min_face is not None and not (min_face >= 1 and min_face < float("inf")):
+        raise click.ClickException(f"--min-face must be a number of pixels >= 1, got {min_face:g}")
     try:
         files = expand_inputs(inputs)
-        predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face)
-    except PredictError as err:
+        face_detector = None if no_detect else detector(detector_name, min_face=min_face)
+        predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face, detector=face_detector)
+    except (PredictError, DetectorError) as err:
         raise click.ClickException(str(err)) from None
     report = PredictionReport()
     name_heatmap = HeatmapNamer(heatmaps) if heatmaps is not None else None
