@@ -16,6 +16,9 @@ from dam_cnn_tf.predict import PredictError, PredictionReport, Predictor, draw_p
 from dam_cnn_tf.viz.attention import SCALES, AttentionVizError, write_png
 
 FORMATS = ("json", "csv")
+# Exit status when nothing was predicted: 1 (an error, as click's) when no input could be read,
+# NO_FACE_EXIT when the inputs were read but none held a face; 2 stays click's usage error.
+NO_FACE_EXIT = 3
 BASE_COLUMNS = ("file", "frame", "time", "face", "x", "y", "w", "h", "detected", "label", "class_id")
 
 
@@ -96,6 +99,29 @@ def no_face_line(path, min_side, action: str) -> str:
     return f"no face found in {path} ({limit}{action})"
 
 
+class NothingPredicted(click.ClickException):
+    """No input gave a prediction: raised inside the output's context so that no file is written."""
+
+    def __init__(self, report: PredictionReport, num_inputs: int):
+        if report.num_sources == 0:
+            super().__init__(f"no prediction: none of the {num_inputs} inputs could be read "
+                             f"({len(report.bad)} unreadable, listed above)")
+        else:
+            super().__init__(f"no prediction: no face found in any of the {report.num_sources} images or frames "
+                             "(--no-face whole uses the whole image)")
+            self.exit_code = NO_FACE_EXIT
+
+
+def _report(report: PredictionReport, files, no_face: str, output) -> None:
+    for path, reason in report.bad:
+        click.echo(f"skipped unreadable {path}: {reason}", err=True)
+    action = "skipped" if no_face == "skip" else "whole image used"
+    for path in report.no_face:
+        click.echo(no_face_line(path, report.min_face_side.get(path), action), err=True)
+    written = f"; rows in {output}" if output and report.num_faces else ""
+    click.echo(f"{len(files)} inputs: {report.summary()}" + written, err=True)
+
+
 def _check_options(ctx, no_detect, output, heatmaps):
     if no_detect:
         for name in ("margin", "no_face"):
@@ -142,6 +168,11 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
     INPUTS are image files, folders (searched recursively for images) and video files.
     Faces are found and cropped as in training (§4.1.1); one row per face, with its box
     (x, y, w, h), label and the probability of every class.
+
+    Exit status: 0 when at least one face was predicted (unreadable inputs and inputs without
+    a face are listed on stderr); 1 on an error, including when no input could be read; 3 when
+    the inputs were read but no face was found in any of them. Rows (and --output) are written
+    only with status 0.
     """
     _check_options(ctx, no_detect, output, heatmaps)
     try:
@@ -165,16 +196,16 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
                         if name_heatmap is not None and source.faces:
                             drawn = draw_predictions(source.image, source.faces, scale=heatmap_scale)
                             write_png(name_heatmap(source), drawn)
+            if report.num_faces == 0:
+                raise NothingPredicted(report, len(files))  # inside, so that --output is not written
+    except NothingPredicted:
+        _report(report, files, no_face, output)
+        raise
     except (PredictError, ImageReadError, AttentionVizError) as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:
         raise click.ClickException(f"cannot write {err.filename or output}: {err.strerror or err}") from None
-    for path, reason in report.bad:
-        click.echo(f"skipped unreadable {path}: {reason}", err=True)
-    action = "skipped" if no_face == "skip" else "whole image used"
-    for path in report.no_face:
-        click.echo(no_face_line(path, report.min_face_side.get(path), action), err=True)
-    click.echo(f"{len(files)} inputs: {report.summary()}" + (f"; rows in {output}" if output else ""), err=True)
+    _report(report, files, no_face, output)
 
 
 if __name__ == "__main__":
