@@ -12,7 +12,9 @@ import click
 from click.core import ParameterSource
 
 from dam_cnn_tf.data.images import ImageReadError
+from dam_cnn_tf.face_analysis import face_record
 from dam_cnn_tf.predict import PredictError, PredictionReport, Predictor, draw_predictions, expand_inputs
+from dam_cnn_tf.predict_models import RUNTIMES
 from dam_cnn_tf.viz.attention import SCALES, AttentionVizError, write_png
 
 FORMATS = ("json", "csv")
@@ -25,11 +27,9 @@ BASE_COLUMNS = ("file", "frame", "time", "face", "x", "y", "w", "h", "detected",
 def _face_rows(source, class_names):
     """``(json_object, csv_row)`` for each face of one image or frame."""
     for index, face in enumerate(source.faces):
-        record = {
-            "file": source.path, "frame": source.frame, "time": source.timestamp, "face": index,
-            "box": list(face.box), "detected": face.detected, "label": face.label, "class_id": face.class_id,
-            "probability": face.probabilities[face.label], "probabilities": face.probabilities,
-        }
+        # The keys of dam_cnn_tf.analyze's dictionaries, after the file, frame, time and face index.
+        record = {"file": source.path, "frame": source.frame, "time": source.timestamp, "face": index,
+                  **face_record(face)}
         row = [source.path, "" if source.frame is None else source.frame,
                "" if source.timestamp is None else f"{source.timestamp:.6f}", index, *face.box,
                int(face.detected), face.label, face.class_id, *(repr(face.probabilities[n]) for n in class_names)]
@@ -138,9 +138,39 @@ def _check_options(ctx, no_detect, output, heatmaps):
         raise click.ClickException(f"--heatmaps {heatmaps} is a file; give a folder")
 
 
+def is_model_argument(text: str) -> bool:
+    """Whether predict's first argument names a model rather than an input: a preset's name, a
+    ``.keras`` file, or a folder that is a run directory (``model.keras``, ``classes.json`` or
+    ``config.json`` in it) or holds no image at all (a run directory before its model is saved)."""
+    from dam_cnn_tf.data.images import has_image_extension
+    from dam_cnn_tf.presets import model_folder
+
+    path = Path(text)
+    if model_folder(text) is not None or path.suffix == ".keras":
+        return True
+    if path.is_dir():
+        if any((path / name).is_file() for name in ("model.keras", "classes.json", "config.json")):
+            return True
+        return not any(p.is_file() and has_image_extension(p) for p in path.rglob("*"))
+    return False
+
+
+def split_model_argument(arguments) -> tuple:
+    """``(MODEL, INPUTS)`` from predict's arguments: the first is MODEL when ``is_model_argument``
+    says so and inputs follow it, else MODEL is the default preset."""
+    from dam_cnn_tf.presets import DEFAULT_PRESET, model_folder
+
+    arguments = list(arguments)
+    first = arguments[0]
+    if len(arguments) > 1 and is_model_argument(first):
+        return first, arguments[1:]
+    if model_folder(first) is not None or Path(first).suffix == ".keras":
+        raise click.UsageError(f"{first} is a model: give the images, folders or videos to predict after it")
+    return DEFAULT_PRESET, arguments
+
+
 @click.command("predict")
-@click.argument("model", type=click.Path())
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("arguments", nargs=-1, required=True, type=click.Path(), metavar="[MODEL] INPUTS...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
               help="JSON lines (one object per face) or CSV with a header.")
 @click.option("--output", "-o", type=click.Path(), default=None, metavar="FILE",
@@ -158,13 +188,17 @@ def _check_options(ctx, no_detect, output, heatmaps):
               help="Predict on frames 0, N, 2N, … of video inputs.")
 @click.option("--on-bad", type=click.Choice(("skip", "error")), default="skip", show_default=True,
               help="Unreadable image or video: report it and go on, or stop.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
+              help="auto: a preset's light file (LiteRT, no TensorFlow to start) where its card lists one, "
+                   "else the Keras model; light or keras to insist on one.")
 @click.pass_context
-def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect, margin, no_face,
-            every_n_frames, on_bad):
+def predict(ctx, arguments, fmt, output, heatmaps, heatmap_scale, no_detect, margin, no_face,
+            every_n_frames, on_bad, runtime):
     """Predict the expression of each face in INPUTS with the DAM-CNN MODEL.
 
     MODEL is a preset's name (damcnn-tf presets), a training run directory or a model.keras
-    file with classes.json beside it.
+    file with classes.json beside it; without it, the default preset is used
+    (dam_cnn_tf.presets.DEFAULT_PRESET, today fer2013-face-resnet).
     INPUTS are image files, folders (searched recursively for images) and video files.
     Faces are found and cropped as in training (§4.1.1); one row per face, with its box
     (x, y, w, h), label and the probability of every class.
@@ -175,9 +209,11 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
     only with status 0.
     """
     _check_options(ctx, no_detect, output, heatmaps)
+    model, inputs = split_model_argument(arguments)
     try:
         files = expand_inputs(inputs)
-        predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face)
+        predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face, runtime=runtime,
+                              log=lambda line: click.echo(line, err=True))
     except PredictError as err:
         raise click.ClickException(str(err)) from None
     report = PredictionReport()
@@ -186,16 +222,17 @@ def predict(ctx, model, inputs, fmt, output, heatmaps, heatmap_scale, no_detect,
     try:
         with _output_stream(output) as stream:
             writer = RowWriter(stream, fmt, predictor.class_names)
-            bar_or_files = (click.progressbar(files, label="Predicting", file=stderr) if len(files) > 1
-                            else contextlib.nullcontext(files))
-            with bar_or_files as bar:
-                for item in bar:
-                    for source in predictor.iter_inputs([item], report, on_bad, every_n_frames,
-                                                        keep_images=heatmaps is not None):
-                        writer.write(source)
-                        if name_heatmap is not None and source.faces:
-                            drawn = draw_predictions(source.image, source.faces, scale=heatmap_scale)
-                            write_png(name_heatmap(source), drawn)
+            bar = (click.progressbar(length=len(files), label="Predicting", file=stderr) if len(files) > 1
+                   else contextlib.nullcontext(None))
+            with bar:
+                # The faces of several images and frames go to the model together (batch_size).
+                sources = predictor.iter_inputs(files, report, on_bad, every_n_frames, keep_images=heatmaps is not None,
+                                                on_file_done=(lambda item: bar.update(1)) if len(files) > 1 else None)
+                for source in sources:
+                    writer.write(source)
+                    if name_heatmap is not None and source.faces:
+                        drawn = draw_predictions(source.image, source.faces, scale=heatmap_scale)
+                        write_png(name_heatmap(source), drawn)
             if report.num_faces == 0:
                 raise NothingPredicted(report, len(files))  # inside, so that --output is not written
     except NothingPredicted:

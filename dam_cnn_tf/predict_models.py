@@ -1,0 +1,107 @@
+"""The model behind ``Predictor``: a Keras DAM-CNN, or a preset's light file run by LiteRT.
+
+``open_model`` picks: with ``runtime="auto"`` a preset whose card lists a light file runs it
+(``presets.light``: no TensorFlow, so a call answers in about a second), anything else runs
+its Keras model; ``"light"`` insists on the light file, ``"keras"`` on the Keras model. Both
+take float32 RGB 0-255 faces and give the same ``probabilities`` and ``attention``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from dam_cnn_tf.models.outputs import ATTENTION, PROBABILITIES
+
+RUNTIMES = ("auto", "light", "keras")
+
+
+class OpenedModel:
+    """``__call__(faces float32 (n, H, W, 3)) -> (probabilities (n, K), attention (n, h, w))``;
+    ``runtime`` is ``"keras"`` or ``"litert"``; ``model_path`` is the Keras file (classes.json is
+    beside it); ``file`` is the file that runs; ``keras_model`` is the loaded Keras model, None
+    for a light file."""
+
+    def __init__(self, run: Callable, num_classes: int, input_size: tuple, model_path: Path, runtime: str,
+                 file: Path, keras_model=None):
+        self._run, self.num_classes, self.input_size = run, int(num_classes), tuple(int(s) for s in input_size)
+        self.model_path, self.runtime, self.keras_model = Path(model_path), runtime, keras_model
+        self.file = Path(file)
+
+    def __call__(self, faces: np.ndarray) -> tuple:
+        out = self._run(np.asarray(faces, dtype=np.float32))
+        return np.asarray(out[PROBABILITIES], np.float32), np.asarray(out[ATTENTION], np.float32)
+
+
+def open_model(model: Union[str, os.PathLike], runtime: str = "auto", log: Optional[Callable[[str], None]] = None):
+    """The ``OpenedModel`` for a preset's name, a run directory or a ``.keras`` file."""
+    from dam_cnn_tf.predict import PredictError
+    from dam_cnn_tf.presets import MODEL_FILE, PresetError, checked_model_path, model_folder, preset_card
+
+    if runtime not in RUNTIMES:
+        raise PredictError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {runtime!r}")
+    folder = model_folder(model)
+    if folder is not None and runtime != "keras":
+        name = str(model)
+        try:
+            checked_model_path(name)  # every preset file is checked, the one not run too
+            opened = _open_light(name, runtime, log)
+            if opened is not None:
+                card = preset_card(name)
+                size = tuple(card["input_shape"][:2])
+                if tuple(opened.input_size) != size:
+                    raise PresetError(f"preset {name!r}: its light file takes {opened.input_size} images, "
+                                      f"its card says {size}")
+                return OpenedModel(opened, len(card["class_names"]), size, folder / MODEL_FILE, "litert", opened.path)
+        except PresetError as error:
+            raise PredictError(str(error)) from None
+    elif runtime == "light":
+        raise PredictError(f"{model}: --runtime light is for presets with a light file (damcnn-tf presets)")
+    return _open_keras(model)
+
+
+def _open_light(name: str, runtime: str, log):
+    """The preset's ``LightModel``; None (Keras then) when it has none, or, with ``"auto"``,
+    when LiteRT is not installed or the file cannot be made here (said in a warning)."""
+    from dam_cnn_tf.presets import PresetIntegrityError
+    from dam_cnn_tf.presets.light import LightFileError, LightModel, light_path, runtime_available
+
+    if not runtime_available():
+        if runtime == "light":
+            raise LightFileError("--runtime light needs LiteRT: pip install ai-edge-litert")
+        return None
+    try:
+        path = light_path(name, make=True, log=log)
+        return None if path is None and runtime == "auto" else LightModel(_required(path, name))
+    except PresetIntegrityError:
+        raise  # a changed file is refused, never worked around
+    except LightFileError as error:
+        if runtime == "light":
+            raise
+        warnings.warn(f"{error}; using the Keras model", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _required(path, name):
+    from dam_cnn_tf.presets.light import LightFileError
+
+    if path is None:
+        raise LightFileError(f"preset {name!r} has no light file; use --runtime keras or auto")
+    return path
+
+
+def _open_keras(model) -> OpenedModel:
+    from dam_cnn_tf.predict import load_dam_cnn, resolve_model_path
+
+    path = resolve_model_path(model)
+    keras_model = load_dam_cnn(path)
+
+    def run(faces):
+        return keras_model.predict_on_batch(faces)
+
+    return OpenedModel(run, keras_model.output[PROBABILITIES].shape[-1], keras_model.input_shape[1:3], path, "keras",
+                       path, keras_model)
