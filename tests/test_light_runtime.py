@@ -185,3 +185,17 @@ def test_the_light_file_on_fer2013_training_faces(shared_data, real_cache, monke
     p_slow, _ = slow.predict_faces(faces)
     assert np.abs(p_fast - p_slow).max() < 1e-4
     assert np.mean(p_fast.argmax(1) == p_slow.argmax(1)) == 1.0
+
+
+def test_evaluate_through_the_light_file_agrees_with_keras(presets_root, tmp_path):
+    from cli_helpers import invoke, synthetic_folder
+
+    write_tiny_preset(presets_root, light="ship")
+    data = synthetic_folder(tmp_path / "faces", subjects=2, per_class=2)
+    common = ("evaluate", "tiny", "--data", data, "--no-detect", "--face-cache", tmp_path / "cache", "--quiet")
+    by_keras = invoke(*common).output
+    by_light = invoke(*common, "--runtime", "light").output
+    assert by_keras.startswith("Accuracy: ") and "on 12 faces" in by_keras
+    assert by_light == by_keras
+    result = invoke("evaluate", presets_root / "tiny", *common[2:], "--runtime", "light", expect_ok=False)
+    assert result.exit_code == 1 and "--runtime light is for presets" in result.output
