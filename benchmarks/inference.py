@@ -128,12 +128,20 @@ def flops_per_face(model, input_shape) -> int:
 
 def rates(run, faces: np.ndarray, steps: int) -> dict:
     """Faces/s at each batch size of ``BATCHES`` (``run`` takes a float32 batch)."""
+    return rates_together({"run": (run, faces)}, steps)["run"]
+
+
+def rates_together(runs: dict, steps: int) -> dict:
+    """``rates`` of several ``name: (run, faces)``, their calls taken in turn, so that a load
+    that changes during the run weighs on all of them alike."""
     from benchmarks.timing import rate, time_interleaved
 
-    calls = {b: (lambda b=b: run(faces[:b])) for b in BATCHES}
+    calls = {(name, b): (lambda run=run, faces=faces, b=b: run(faces[:b]))
+             for name, (run, faces) in runs.items() for b in BATCHES}
     timed = time_interleaved(calls, steps)
-    return {f"batch_{b}": {"faces_per_s": round(rate(b, timed[b]), 2), "median_s": timed[b]["median_s"]}
-            for b in BATCHES}
+    return {name: {f"batch_{b}": {"faces_per_s": round(rate(b, timed[name, b]), 2),
+                                  "median_s": timed[name, b]["median_s"]} for b in BATCHES}
+            for name in runs}
 
 
 def parity(probabilities, reference) -> dict:
@@ -165,17 +173,19 @@ def models_section(faces, fer_model, steps: int) -> dict:
         keras_run = model.predict_on_batch
         flops = flops_per_face(model, tuple(card["input_shape"]))
         entry = {"input": card["input_shape"], "parameters": int(model.count_params()), "flops_per_face": flops}
-        log(f"{name}: Keras")
-        entry["keras"] = rates(keras_run, batch, steps)
-        reference = probabilities_of(keras_run, batch)
+        runs = {"keras": (keras_run, batch)}
         path = light_path(name)
         if path is not None:
-            log(f"{name}: light file {path}")
             light = LightModel(path)  # as Predictor runs it: one thread per core
-            entry["light"] = {"file": path.name, "shipped": bool(card["light"]["shipped"]), "threads": os.cpu_count(),
-                              "bytes": path.stat().st_size, **rates(light, batch, steps),
-                              "parity_with_keras": parity(probabilities_of(light, batch), reference)}
-            entry["light_1_thread"] = {"threads": 1, **rates(LightModel(path, num_threads=1), batch, steps)}
+            runs.update(light=(light, batch), light_1_thread=(LightModel(path, num_threads=1), batch))
+        log(f"{name}: {', '.join(runs)}")
+        entry.update(rates_together(runs, steps))
+        if path is not None:
+            reference = probabilities_of(keras_run, batch)
+            entry["light"].update(file=path.name, shipped=bool(card["light"]["shipped"]), threads=os.cpu_count(),
+                                  bytes=path.stat().st_size,
+                                  parity_with_keras=parity(probabilities_of(light, batch), reference))
+            entry["light_1_thread"]["threads"] = 1
         for runtime in ("keras", "light", "light_1_thread"):
             if runtime in entry:
                 for b in BATCHES:
@@ -233,10 +243,13 @@ def light_formats_section(faces, steps: int, work: Path) -> dict:
             out["onnx-dynamic-int8"] = {"bytes": path.stat().st_size, "convert_s": round(time.perf_counter() - start, 2)}
         except Exception as error:  # noqa: BLE001
             out["onnx-dynamic-int8"] = {"error": str(error)[:300]}
-    for key, path in files.items():
-        log(f"light formats: {key}")
-        run = litert_runner(path) if path.suffix == ".tflite" else onnx_runner(path)
-        out[key].update(rates(run, batch, steps))
+    runners = {key: (litert_runner(path) if path.suffix == ".tflite" else onnx_runner(path)) for key, path in files.items()}
+    log(f"light formats: {', '.join(runners)}, keras")
+    timed = rates_together({"keras": (model.predict_on_batch, batch),
+                            **{key: (run, batch) for key, run in runners.items()}}, steps)
+    out["keras"] = timed["keras"]
+    for key, run in runners.items():
+        out[key].update(timed[key])
         out[key]["parity_with_keras"] = parity(probabilities_of(run, batch), reference)
     return out
 
@@ -283,18 +296,21 @@ def batching_section(faces, work: Path) -> dict:
     for i, face in enumerate(faces[:64]):
         cv2.imwrite(str(folder / f"face{i:03d}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
     files = expand_inputs([folder])
+    predictors = {f"{runtime}_batch_{batch_size}": Predictor(DEFAULT_PRESET, detect=False, runtime=runtime,
+                                                             batch_size=batch_size)
+                  for runtime in ("light", "keras") for batch_size in (1, 32)}
+    times = {key: [] for key in predictors}
+    for key, predictor in predictors.items():
+        list(predictor.iter_inputs(files[:predictor.batch_size], PredictionReport()))  # warm-up
+    for _ in range(3):  # in turn, as rates_together
+        for key, predictor in predictors.items():
+            start = time.perf_counter()
+            list(predictor.iter_inputs(files, PredictionReport()))
+            times[key].append(time.perf_counter() - start)
     out = {"files": len(files)}
-    for runtime in ("light", "keras"):
-        for batch_size in (1, 32):
-            predictor = Predictor(DEFAULT_PRESET, detect=False, runtime=runtime, batch_size=batch_size)
-            list(predictor.iter_inputs(files[:batch_size], PredictionReport()))  # warm-up
-            times = []
-            for _ in range(2):
-                start = time.perf_counter()
-                list(predictor.iter_inputs(files, PredictionReport()))
-                times.append(time.perf_counter() - start)
-            out[f"{runtime}_batch_{batch_size}"] = {"files_per_s": round(len(files) / min(times), 2),
-                                                    "seconds": [round(t, 3) for t in times]}
+    for key, seconds in times.items():
+        out[key] = {"files_per_s": round(len(files) / statistics.median(seconds), 2),
+                    "seconds": [round(t, 3) for t in seconds]}
     return out
 
 

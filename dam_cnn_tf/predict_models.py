@@ -66,7 +66,8 @@ def open_model(model: Union[str, os.PathLike], runtime: str = "auto", log: Optio
 
 def _open_light(name: str, runtime: str, log):
     """The preset's ``LightModel``; None (Keras then) when it has none, or, with ``"auto"``,
-    when LiteRT is not installed or the file cannot be made here (said in a warning)."""
+    when LiteRT is not installed or the file cannot be made here (said through ``log``, or in
+    a ``RuntimeWarning`` without one)."""
     from dam_cnn_tf.presets import PresetIntegrityError
     from dam_cnn_tf.presets.light import LightFileError, LightModel, light_path, runtime_available
 
@@ -76,22 +77,21 @@ def _open_light(name: str, runtime: str, log):
         return None
     try:
         path = light_path(name, make=True, log=log)
-        return None if path is None and runtime == "auto" else LightModel(_required(path, name))
+        if path is None:
+            if runtime == "light":
+                raise LightFileError(f"preset {name!r} has no light file; use --runtime keras or auto")
+            return None
+        return LightModel(path)
     except PresetIntegrityError:
         raise  # a changed file is refused, never worked around
     except LightFileError as error:
         if runtime == "light":
             raise
-        warnings.warn(f"{error}; using the Keras model", RuntimeWarning, stacklevel=3)
+        if log is not None:  # the command line: one line on stderr
+            log(f"{error}; using the Keras model")
+        else:
+            warnings.warn(f"{error}; using the Keras model", RuntimeWarning, stacklevel=3)
         return None
-
-
-def _required(path, name):
-    from dam_cnn_tf.presets.light import LightFileError
-
-    if path is None:
-        raise LightFileError(f"preset {name!r} has no light file; use --runtime keras or auto")
-    return path
 
 
 def _open_keras(model) -> OpenedModel:

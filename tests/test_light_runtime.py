@@ -199,3 +199,15 @@ def test_evaluate_through_the_light_file_agrees_with_keras(presets_root, tmp_pat
     assert by_light == by_keras
     result = invoke("evaluate", presets_root / "tiny", *common[2:], "--runtime", "light", expect_ok=False)
     assert result.exit_code == 1 and "--runtime light is for presets" in result.output
+
+
+def test_a_cache_that_cannot_be_written_falls_back_to_keras_in_one_line(presets_root, tmp_path, monkeypatch):
+    write_tiny_preset(presets_root, light="cache")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("DAMCNN_CACHE", str(blocked))
+    said = []
+    assert Predictor("tiny", detect=False, log=said.append).runtime == "keras"
+    assert len(said) == 1 and "cannot write" in said[0] and said[0].endswith("using the Keras model")
+    with pytest.raises(PredictError, match="cannot write preset 'tiny'"):
+        Predictor("tiny", detect=False, runtime="light")

@@ -15,6 +15,7 @@ from dam_cnn_tf.data.images import ImageReadError
 from dam_cnn_tf.face_analysis import face_record
 from dam_cnn_tf.predict import PredictError, PredictionReport, Predictor, draw_predictions, expand_inputs
 from dam_cnn_tf.predict_models import RUNTIMES
+from dam_cnn_tf.presets import DEFAULT_PRESET
 from dam_cnn_tf.viz.attention import SCALES, AttentionVizError, write_png
 
 FORMATS = ("json", "csv")
@@ -198,7 +199,7 @@ def predict(ctx, arguments, fmt, output, heatmaps, heatmap_scale, no_detect, mar
 
     MODEL is a preset's name (damcnn-tf presets), a training run directory or a model.keras
     file with classes.json beside it; without it, the default preset is used
-    (dam_cnn_tf.presets.DEFAULT_PRESET, today fer2013-face-resnet).
+    ({default_preset}).
     INPUTS are image files, folders (searched recursively for images) and video files.
     Faces are found and cropped as in training (§4.1.1); one row per face, with its box
     (x, y, w, h), label and the probability of every class.
@@ -244,6 +245,8 @@ def predict(ctx, arguments, fmt, output, heatmaps, heatmap_scale, no_detect, mar
         raise click.ClickException(f"cannot write {err.filename or output}: {err.strerror or err}") from None
     _report(report, files, no_face, output)
 
+
+predict.help = predict.help.replace("{default_preset}", DEFAULT_PRESET)
 
 if __name__ == "__main__":
     predict()

@@ -152,8 +152,12 @@ def cached_light_file(name: str, card: dict, entry: dict, make: bool = True, log
     source = checked_model_path(name)
     if log is not None:
         log(f"Making preset {name}'s light file once, into {path.parent} (TensorFlow starts this time only)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=".tflite", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=".tflite", dir=path.parent)
+    except OSError as error:
+        raise LightFileError(f"cannot write preset {name!r}'s light file into {path.parent}: "
+                             f"{error.strerror or error}") from None
     os.close(handle)
     try:
         os.remove(staging)  # the export refuses to replace a file it did not write
