@@ -150,8 +150,6 @@ def cached_light_file(name: str, card: dict, entry: dict, make: bool = True, log
     from dam_cnn_tf.presets import checked_model_path
 
     source = checked_model_path(name)
-    if log is not None:
-        log(f"Making preset {name}'s light file once, into {path.parent} (TensorFlow starts this time only)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, staging = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=".tflite", dir=path.parent)
@@ -159,6 +157,8 @@ def cached_light_file(name: str, card: dict, entry: dict, make: bool = True, log
         raise LightFileError(f"cannot write preset {name!r}'s light file into {path.parent}: "
                              f"{error.strerror or error}") from None
     os.close(handle)
+    if log is not None:
+        log(f"Making preset {name}'s light file once, into {path.parent} (TensorFlow starts this time only)")
     try:
         os.remove(staging)  # the export refuses to replace a file it did not write
         make_light_file(source, staging, entry["format"], entry.get("quantize"))
