@@ -475,3 +475,46 @@ def test_real_faces_end_to_end(files, shared_data, tmp_path):
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [Path(r["file"]).name for r in table] == [p.name for p in paths]
     assert len(list((tmp_path / "heat").glob("*.png"))) == len(paths)
+
+
+# -- exit status when nothing was predicted -----------------------------------------------------
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    ok, data = cv2.imencode(".jpg", np.full((80, 60, 3), 120, np.uint8))
+    assert ok
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("bad", ["text", "truncated"])
+def test_command_fails_when_no_input_could_be_read(files, tmp_path, bad):
+    path = files["text"] if bad == "text" else _truncated_jpeg(tmp_path / "cut.jpg")
+    out = tmp_path / "rows.jsonl"
+    result = _invoke(files["run"], path, "--output", out)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"skipped unreadable {path}" in result.stderr
+    _assert_one_error_line(result, "none of the 1 inputs could be read")
+    assert not out.exists()  # nothing written for a run that predicted nothing
+
+
+def test_command_distinct_status_when_no_face_is_found(files, tmp_path):
+    out = tmp_path / "rows.csv"
+    result = _invoke(files["run"], files["blank"], files["text"], "--format", "csv", "--output", out)
+    assert result.exit_code == 3 and not out.exists()
+    assert "no face found in" in result.stderr and "skipped unreadable" in result.stderr
+    _assert_one_error_line(result, "no face found in any of the 1 images")
+    # The whole image as the face is a prediction: status 0.
+    assert _invoke(files["run"], files["blank"], "--no-face", "whole").exit_code == 0
+
+
+def test_command_one_good_photo_among_bad_files_succeeds(files, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(files["one"].read_bytes())
+    (folder / "notes.jpg").write_text("not an image\n")
+    _truncated_jpeg(folder / "cut.jpg")
+    result = _invoke(files["run"], folder)
+    assert result.exit_code == 0, result.output
+    assert [Path(r["file"]).name for r in _json_rows(result)] == ["good.png"]
+    assert "cut.jpg" in result.stderr and "notes.jpg" in result.stderr and "Error" not in result.stderr
