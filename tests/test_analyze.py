@@ -104,7 +104,7 @@ def test_0_1_images_are_refused_by_analyze_and_predictor(tiny_default):
 
 def test_from_preset_warns_on_0_1_input_and_saves_as_itself(tiny_default, tmp_path):
     from dam_cnn_tf.models.model_file import load_model_file
-    from dam_cnn_tf.presets.preset_model import PresetModel
+    from dam_cnn_tf.models.preset_model import PresetModel
 
     model = dam_cnn_tf.from_preset("tiny")
     assert isinstance(model, PresetModel) and model.class_names == TINY_CLASSES

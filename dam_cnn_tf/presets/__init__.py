@@ -136,7 +136,7 @@ def from_preset(name: str):
     """
     from dam_cnn_tf.layers.class_names import class_names_of
     from dam_cnn_tf.models.model_file import load_model_file
-    from dam_cnn_tf.presets.preset_model import PresetModel
+    from dam_cnn_tf.models.preset_model import PresetModel
 
     model = load_model_file(checked_model_path(name))
     names = class_names_of(model)
