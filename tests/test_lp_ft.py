@@ -108,7 +108,7 @@ def test_only_fine_tuning_moves_the_cached_maps(tmp_path, manifest, monkeypatch)
     """--trunk-shift applies to the fine-tuning phase's trunk maps, never to the probe's 4x4
     backbone output nor to validation."""
     from dam_cnn_tf.data import pipeline
-    from dam_cnn_tf.training import stages
+    from dam_cnn_tf.training import features, stage1
 
     calls = []
     real = pipeline.trunk_dataset
@@ -117,7 +117,8 @@ def test_only_fine_tuning_moves_the_cached_maps(tmp_path, manifest, monkeypatch)
         calls.append((tuple(maps.shape[2:]), shift))
         return real(maps, labels, *args, shift=shift, **kwargs)
 
-    monkeypatch.setattr(stages, "trunk_dataset", recording)
+    for module in (stage1, features):    # the fine-tuning phase's maps, and the probe's features
+        monkeypatch.setattr(module, "trunk_dataset", recording)
     train_stage1(config(manifest, augment=True, trunk_shift=1), faces(8, 0), faces(4, 1), RunDir(tmp_path), 3, verbose=0)
     trunk_shape = next(shape for shape, _ in calls if shape[0] > 4)
     assert (trunk_shape, 1) in calls                      # fine-tuning's training maps move
