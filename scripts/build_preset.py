@@ -331,16 +331,29 @@ def light_markdown(card: dict) -> list:
     if not light:
         return []
     parity = light["parity"]
-    kind = "float32" if light.get("quantize") is None else f"{light['quantize']}-quantized"
+    kind = {None: "float32 LiteRT", "float16": "LiteRT, float16 weights",
+            "dynamic": "LiteRT, int8 dynamic-range: int8 weights, activations quantized on the fly"}.get(
+        light.get("quantize"), f"{light.get('quantize')}-quantized LiteRT")
     where = (f"ships beside `model.keras` ({light['bytes'] / 1e6:.1f} MB, SHA-256 `{light['sha256']}`)"
              if light["shipped"] else "is made from `model.keras` on first use into the user's cache "
              "(`~/.cache/dam_cnn_tf/presets/`, or `$DAMCNN_CACHE`), as it would not fit the package's 20 MB a preset")
     return ["## Light file", "",
-            f"`{light['name']}` ({kind} LiteRT) {where}; `predict`, `analyze` and `evaluate --runtime light` run it "
+            f"`{light['name']}` ({kind}) {where}; `predict`, `analyze` and `evaluate --runtime light` run it "
             f"without starting TensorFlow. On the {parity['faces']} check faces it differs from the Keras model by "
             f"{parity['max_abs_probability_difference']:.2g} at most (same prediction for "
             f"{100 * parity['same_prediction']:.0f} %); a file made on first use is checked the same way, within "
-            f"{light['tolerance']:.2g}.", ""]
+            f"{light['tolerance']:.2g}.", *light_validation_markdown(light.get("validation")), ""]
+
+
+def light_validation_markdown(measured) -> list:
+    """The sentence on the light file's accuracy on the validation part, when it was measured."""
+    if not measured:
+        return []
+    return [f"On the {measured['faces']} validation faces it scores {100 * measured['accuracy']:.2f} % (the float32 "
+            f"file: {100 * measured['float32_accuracy']:.2f} %); {measured['different_predictions_from_keras']} of "
+            f"its predictions differ from the Keras model's, {measured['only_this_right']} faces are right only with "
+            f"it and {measured['only_float32_right']} only with the float32 file (McNemar's exact p = "
+            f"{measured['mcnemar_p']:.2g}; {measured['measured_by']})."]
 
 
 def main(argv=None) -> None:

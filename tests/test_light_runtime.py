@@ -90,6 +90,22 @@ def test_a_light_file_too_large_to_ship_is_made_once_into_the_cache(presets_root
     assert json.loads((cached.parent / "model.tflite.json").read_text())["sha256"] == presets.sha256_of(cached)
 
 
+def test_a_cached_light_file_converted_another_way_is_made_again(presets_root):
+    """A card that changes how its light file is converted (float32 to int8) is not served the
+    file converted the old way, whose name and source model are the same."""
+    folder = write_tiny_preset(presets_root, light="cache")
+    said = []
+    assert Predictor("tiny", detect=False, log=said.append).runtime == "litert" and len(said) == 1
+    card = json.loads((folder / "card.json").read_text())
+    card["light"] = light.describe_light_file(folder, card, ship=False, quantize="dynamic")
+    (folder / "card.json").write_text(json.dumps(card))
+    assert Predictor("tiny", detect=False, log=said.append).runtime == "litert" and len(said) == 2
+    record = json.loads((light.cache_folder(card) / "model.tflite.json").read_text())
+    assert (record["quantize"], record["made_from"]) == ("dynamic", card["file"]["sha256"])
+    Predictor("tiny", detect=False, log=said.append)
+    assert len(said) == 2  # the int8 file is kept from now on
+
+
 def test_a_light_file_that_drifts_from_the_keras_model_is_not_used(presets_root, monkeypatch):
     write_tiny_preset(presets_root, light="cache")
     card = json.loads((presets_root / "tiny" / "card.json").read_text())
@@ -168,7 +184,11 @@ def test_the_shipped_presets_light_files_agree_with_their_keras_models(real_cach
 
 @pytest.mark.realdata
 def test_the_light_file_on_fer2013_training_faces(shared_data, real_cache, monkeypatch):
-    """64 faces of FER2013's training folder (not a test set): the light file against the Keras model."""
+    """64 faces of FER2013's training folder (not a test set): the light file against the Keras model.
+
+    The preset's light file is int8 (dynamic range): on its 2,871 validation faces it gave the
+    Keras model's prediction for 99.2 % and moved a probability by 0.11 at most
+    (benchmarks/light_accuracy.py), hence the bounds; a float32 file would be within 1e-4."""
     from dam_cnn_tf.data.faces import resize_face
     from dam_cnn_tf.data.images import read_image
 
@@ -183,8 +203,10 @@ def test_the_light_file_on_fer2013_training_faces(shared_data, real_cache, monke
     assert fast.runtime == "litert"
     p_fast, _ = fast.predict_faces(faces)
     p_slow, _ = slow.predict_faces(faces)
-    assert np.abs(p_fast - p_slow).max() < 1e-4
-    assert np.mean(p_fast.argmax(1) == p_slow.argmax(1)) == 1.0
+    quantized = preset_card("fer2013-face-resnet")["light"]["quantize"] is not None
+    assert np.abs(p_fast - p_slow).max() < (0.15 if quantized else 1e-4)
+    assert np.mean(p_fast.argmax(1) == p_slow.argmax(1)) >= (0.95 if quantized else 1.0)
+    assert fast.opened.file.parent == light.cache_folder(preset_card("fer2013-face-resnet"))
 
 
 def test_evaluate_through_the_light_file_agrees_with_keras(presets_root, tmp_path):
@@ -211,3 +233,34 @@ def test_a_cache_that_cannot_be_written_falls_back_to_keras_in_one_line(presets_
     assert len(said) == 1 and "cannot write" in said[0] and said[0].endswith("using the Keras model")
     with pytest.raises(PredictError, match="cannot write preset 'tiny'"):
         Predictor("tiny", detect=False, runtime="light")
+
+
+def test_the_card_records_the_validation_figures_of_the_light_file_it_names():
+    """make_light_file.py --validation: the figures of the conversion the card names (not another's)
+    go into the card's light entry and its paragraph."""
+    from scripts_loader import build_preset_script, load_script
+
+    def figures(accuracy, only_first, only_second, different):
+        return {"accuracy": accuracy, "parity_with_keras_float32": {"different_predictions": different},
+                "against_litert_float32": {"only_first_right": only_first, "only_second_right": only_second,
+                                           "p_value": 0.5 if only_first != only_second else 1.0}}
+
+    measured = {"faces": {"count": 300}, "accuracy": {"litert_float32": figures(0.6, 0, 0, 0),
+                                                      "litert_dynamic": figures(0.61, 5, 2, 9),
+                                                      "litert_float16": figures(0.59, 0, 3, 1)}}
+    script = load_script("make_light_file")
+    entry = script.validation_entry(measured, "dynamic")
+    assert (entry["faces"], entry["accuracy"], entry["float32_accuracy"]) == (300, 0.61, 0.6)
+    assert (entry["only_this_right"], entry["only_float32_right"], entry["mcnemar_p"]) == (5, 2, 0.5)
+    assert entry["different_predictions_from_keras"] == 9
+    assert script.validation_entry(measured, "float16")["only_float32_right"] == 3
+    with pytest.raises(SystemExit, match="litert_float32"):
+        script.validation_entry({"faces": {"count": 1}, "accuracy": {}}, None)
+    card = {"light": {"name": "model.tflite", "quantize": "dynamic", "shipped": False, "tolerance": 0.05,
+                      "parity": {"faces": 14, "max_abs_probability_difference": 0.02, "same_prediction": 1.0},
+                      "validation": entry}}
+    text = "\n".join(build_preset_script().light_markdown(card))
+    assert "int8 dynamic-range" in text and "300 validation faces it scores 61.00 %" in text
+    assert "(the float32 file: 60.00 %)" in text and "5 faces are right only with it and 2" in text
+    del card["light"]["validation"]
+    assert "validation faces" not in "\n".join(build_preset_script().light_markdown(card))

@@ -141,7 +141,10 @@ def cached_light_file(name: str, card: dict, entry: dict, make: bool = True, log
     if path.is_file() and record.is_file():
         try:
             kept = json.loads(record.read_text(encoding="utf-8"))
-            if kept.get("sha256") == cached_sha256(path) and kept.get("made_from") == entry["made_from"]:
+            # The same model converted another way (a card now asking for int8 where float32 was
+            # made) is made again: the file's name does not say how it was converted.
+            if (kept.get("sha256") == cached_sha256(path) and kept.get("made_from") == entry["made_from"]
+                    and kept.get("format") == entry["format"] and kept.get("quantize") == entry.get("quantize")):
                 return path
         except (OSError, ValueError):
             pass  # a damaged cache entry is made again below
