@@ -104,6 +104,8 @@ SETTING_HELP = {
                    "before fine-tuning; 0: no probe",
     "probe_passes": "on a large data set, probe for at least this many passes instead of --probe-steps",
     "alpha_probe": "peak learning rate of the probe",
+    "probe_competes": "the probe's state competes with fine-tuning's rounds on the validation faces and is kept "
+                      "if none beats it",
     "trunk_cache": "run the frozen layers below --fine-tune-from once per face and cache their maps",
     "trunk_shift": "with --augment over the trunk cache, move each training map by up to this many cells",
     "num_paths": "N, the MPAE's decoding paths (Eq. 8-9)",

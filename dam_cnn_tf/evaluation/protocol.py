@@ -19,6 +19,7 @@ from dam_cnn_tf.recipes.plan import Plan
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_text
 from dam_cnn_tf.training.run_plan import record_plan
+from dam_cnn_tf.training.stage1 import stage1_kept
 from dam_cnn_tf.training.stages import stage2_kept_round, train_both_stages
 
 TEST, VALIDATION = "test", "validation"
@@ -69,6 +70,9 @@ def train_and_evaluate(data: PreparedData, fold: Fold, plan, run: RunDir, stage:
         probabilities = predict_probabilities(final, faces, settings.input_size)
         result = classification_report(labels, probabilities, data.class_names)
         result["fold"] = fold.name
+        kept_stage1 = stage1_kept(run)
+        if kept_stage1 is not None:  # the probe's state, or fine-tuning's, chosen on validation
+            result["stage1_kept"] = kept_stage1
         if stage1 is not None:
             result["stage1_accuracy"] = stage1["accuracy"]
             if tested and len(val):  # the faces a choice between the two models may be made on
