@@ -92,3 +92,14 @@ def test_select_through_the_command_line_tests_only_each_folds_choice(tmp_path):
     invoke("experiment", "select", "--synthetic", "6", "--synthetic-images", "1", *TINY_OPTIONS,
            "--folds", "2", "--max-folds", "1", "--candidates", candidates, "--validation-only", "--out", blind)
     assert "results" not in read_json(blind / "select.json") and not list(blind.rglob("test_evaluation.json"))
+
+
+def test_experiment_help_names_the_selection_and_its_candidates():
+    from dam_cnn_tf.recipes.candidates import candidates_path
+
+    text = invoke("experiment", "--help").output
+    assert "--candidates" in text and "--validation-only" in text
+    shipped = read_candidates(candidates_path("face-resnet-small"))
+    assert shipped[0].key == "defaults" and shipped[0].changes == ()
+    with pytest.raises(ConfigError, match="--candidates no-such-set: no such file"):
+        candidates_path("no-such-set")

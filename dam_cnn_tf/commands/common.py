@@ -193,7 +193,7 @@ class RecipeCommand(click.Command):
         for param in self.get_params(ctx):
             if param is self.get_help_option(ctx):
                 param.group = "other"
-            if (param.hidden or getattr(param, "group", None) is None) and not show_all:
+            if (getattr(param, "hidden", False) or getattr(param, "group", None) is None) and not show_all:
                 continue
             record = param.get_help_record(ctx)
             if record is None:
