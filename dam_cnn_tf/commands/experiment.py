@@ -57,6 +57,7 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @click.option("--candidates", default=None,
               help="select: the variants each fold chooses among on its validation part, a TOML file of one table "
                    "each (or the name of one the package ships, e.g. face-resnet-small)")
+@set_group("output")
 @click.option("--validation-only", is_flag=True,
               help="select: train and score every candidate on the validation parts, test nothing")
 @set_group("model")
