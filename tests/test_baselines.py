@@ -155,3 +155,16 @@ def test_a_stage_2_that_lowers_stage_1s_mean_is_told_in_one_line():
     assert "On the validation parts, where a choice between the two belongs: VGG-SERD 95.00%, DAM-CNN 55.00%" \
         in crossval_markdown("run", rows, scored)
     assert "validation parts" not in note
+
+
+def test_the_report_says_on_how_many_folds_stage_1_kept_the_probes_state():
+    from dam_cnn_tf.evaluation.reports import crossval_markdown
+
+    summary = {"folds": 3, "fold_accuracies": [0.7, 0.8, 0.9], "mean_accuracy": 0.8, "std_accuracy": 0.08,
+               "stage1_fold_accuracies": [0.7, 0.8, 0.9], "num_samples": 30, "class_names": ["a", "b"],
+               "confusion_matrix": [[12, 3], [3, 12]], "stage1_kept": ["probe", "fine-tuned", "probe"]}
+    rows = [{"fold": f"f{i}", "accuracy": a, "num_samples": 10} for i, a in enumerate(summary["fold_accuracies"])]
+    assert "kept the probe's state (SERD and fc6-fc8 on the frozen backbone) on 2 of 3 folds" \
+        in crossval_markdown("run", rows, summary)
+    tuned = {**summary, "stage1_kept": ["fine-tuned"] * 3}
+    assert "probe's state" not in crossval_markdown("run", rows, tuned)
