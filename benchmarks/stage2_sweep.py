@@ -65,7 +65,8 @@ def sweep_fold(fold_dir: Path, config, verbose: int = 0) -> dict:
     return {"fold": fold_dir.name, "kept_round": kept, "rounds": len(rows),
             "val_cross_entropy": float(log_loss(val_cache.labels, probabilities, labels=range(len(classes)))),
             "val_accuracy": float(accuracy_score(val_cache.labels, probabilities.argmax(axis=1))),
-            "train_accuracy": rows[kept - 1]["accuracy"] if kept else None, "seconds": round(seconds, 1)}
+            "train_accuracy": rows[kept - 1]["accuracy"] if kept else None, "seconds": round(seconds, 1),
+            "round_val_cross_entropy": [row["val_cross_entropy"] for row in rows]}
 
 
 def logistic_fold(fold_dir: Path, c: float) -> dict:

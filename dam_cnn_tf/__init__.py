@@ -37,7 +37,11 @@ _EXPORTS = {
     "compile_vgg_serd": "dam_cnn_tf.models.vgg_serd",
     "salient_feature_model": "dam_cnn_tf.models.vgg_serd",
     "from_preset": "dam_cnn_tf.presets",
+    "DEFAULT_PRESET": "dam_cnn_tf.presets",
     "ReadFacesAs": "dam_cnn_tf.layers.read_faces",
+    # Prediction on photos; neither starts TensorFlow for a preset with a light file.
+    "analyze": "dam_cnn_tf.face_analysis",
+    "Predictor": "dam_cnn_tf.predict",
 }
 
 
@@ -70,5 +74,8 @@ __all__ = [
     "salient_feature_model",
     "build_dam_cnn",
     "from_preset",
+    "DEFAULT_PRESET",
     "ReadFacesAs",
+    "analyze",
+    "Predictor",
 ]

@@ -1,16 +1,15 @@
 """Expression prediction with a trained DAM-CNN (paper Fig. 2) on images, folders and videos.
 
-Faces are found and cut out as training prepares them (§4.1.1, ``data.faces``): the Haar
-cascade finds every face, each box is grown by ``margin`` and resized to the model's input
-with the same ``resize_face``, so a face seen here reaches the model exactly as a training
-face did. Each face comes back with its class probabilities and SERD's attention mask ``M``
+Faces are found by ``detection``'s BlazeFace (every face from 40 pixels up, several per
+photo; ``detector("haar")`` is the paper's Viola-Jones, §4.1.1), and cut out as training
+prepares them (``data.faces``): each box is grown by ``margin`` and resized to the model's
+input with the same ``resize_face``. Each face comes back with its class probabilities and SERD's attention mask ``M``
 (Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
@@ -18,88 +17,29 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from dam_cnn_tf.data.faces import NO_FACE_CHOICES, HaarFaceDetector, expand_box, resize_face
+from dam_cnn_tf.data.faces import NO_FACE_CHOICES, expand_box, resize_face
 from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
 from dam_cnn_tf.data.loading import ON_BAD_CHOICES
-from dam_cnn_tf.errors import one_line
-from dam_cnn_tf.models.outputs import ATTENTION, PROBABILITIES
+from dam_cnn_tf.input_range import unit_range_max, unit_range_message
+from dam_cnn_tf.predict_models import (  # noqa: F401  (also importable from here, as before)
+    CLASSES_FILE,
+    MODEL_FILE,
+    PredictError,
+    check_class_names,
+    load_class_names,
+    load_dam_cnn,
+    open_model,
+    resolve_model_path,
+)
 from dam_cnn_tf.viz.attention import SCALES, colorize_attention
 
-MODEL_FILE = "model.keras"
-CLASSES_FILE = "classes.json"
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
-
-
-class PredictError(ValueError):
-    """A model, class list, input path or option that prediction cannot use; one line naming it."""
 
 
 class VideoReadError(ImageReadError):
     """A video file OpenCV cannot open or decode; one line naming the file."""
 
     MESSAGE = "cannot read video {path}: {reason}"
-
-
-def _one_line(text, limit: int = 300) -> str:
-    text = one_line(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
-    """``RUN_DIR/model.keras`` for a run directory or a preset's name, the path itself for a model file."""
-    from dam_cnn_tf.presets import model_folder
-
-    path = model_folder(model) or Path(model)
-    if path.is_dir():
-        path = path / MODEL_FILE
-        if not path.is_file():
-            raise PredictError(f"{model}: no {MODEL_FILE} in this run directory (has training finished?)")
-    elif not path.is_file():
-        raise PredictError(f"model {model} does not exist (nor is it a preset: damcnn-tf presets lists them)")
-    return path
-
-
-def load_dam_cnn(path: Union[str, os.PathLike]):
-    """Load a saved DAM-CNN inference model safely (no arbitrary code) and check its outputs."""
-    from dam_cnn_tf.models.model_file import ModelFileError, load_model_file
-
-    path = Path(path)
-    try:
-        model = load_model_file(path)
-    except ModelFileError as err:
-        raise PredictError(str(err)) from None
-    outputs = model.output if isinstance(model.output, dict) else None
-    if outputs is None or not {PROBABILITIES, ATTENTION} <= set(outputs):
-        raise PredictError(f"{path}: not a DAM-CNN inference model (it must output "
-                           f"'{PROBABILITIES}' and '{ATTENTION}', as build_dam_cnn's model does)")
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3]:
-        raise PredictError(f"{path}: the model must take RGB images of a fixed size (None, H, W, 3), "
-                           f"its input shape is {shape}")
-    return model
-
-
-def load_class_names(model_path: Union[str, os.PathLike], num_classes: int) -> list:
-    """The class names from ``classes.json`` beside the model (training writes it to the run directory)."""
-    path = Path(model_path).parent / CLASSES_FILE
-    if not path.is_file():
-        raise PredictError(f"{path} not found: the model's class names are written there by training")
-    try:
-        names = json.loads(path.read_text(encoding="utf-8"))["class_names"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-        raise PredictError(f"{path}: not a class list of the form {{\"class_names\": [...]}} "
-                           f"({_one_line(err, 120)})") from None
-    return check_class_names(names, num_classes, path)
-
-
-def check_class_names(names, num_classes: int, where) -> list:
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
-        raise PredictError(f"{where}: class names must be a list of non-empty strings")
-    if len(names) != num_classes:
-        raise PredictError(f"{where}: {len(names)} class names for a model with {num_classes} classes")
-    if len(set(names)) != len(names):
-        raise PredictError(f"{where}: class names must be unique, got {list(names)}")
-    return list(names)
 
 
 @dataclasses.dataclass
@@ -192,53 +132,71 @@ def expand_inputs(paths: Iterable[Union[str, os.PathLike]]) -> List[InputFile]:
     return files
 
 
+def _make_detector(detector):
+    """A detector from its name (``detection.detector``) or the callable given; BlazeFace by default."""
+    if detector is None or isinstance(detector, str):
+        from dam_cnn_tf.detection import DEFAULT_DETECTOR, DetectorError
+        from dam_cnn_tf.detection import detector as named_detector
+
+        try:
+            return named_detector(detector or DEFAULT_DETECTOR)
+        except DetectorError as err:
+            raise PredictError(str(err)) from None
+    return detector
+
+
 class Predictor:
     """Predicts expressions with a saved DAM-CNN inference model.
 
     ``model``: a run directory (holding ``model.keras`` and ``classes.json``) or a ``.keras``
-    file with ``classes.json`` beside it. ``detect``: find faces with the Haar cascade (§4.1.1);
-    without it, the whole image is one face (for images that are face crops already).
+    file with ``classes.json`` beside it. ``detect``: find faces (see ``detector``); without
+    it, the whole image is one face (for images that are face crops already).
     ``margin``: fraction of the box added on each side, as in training's ``FacePreparer``.
     ``no_face``: ``"skip"`` an image without a detected face, or use the ``"whole"`` image.
-    ``detector``: any callable grey ``uint8`` image -> ``(n, 4)`` boxes (default ``HaarFaceDetector()``).
-    ``class_names`` replaces ``classes.json``.
+    ``detector``: a ``detection.DETECTOR_NAMES`` name, or any callable RGB ``uint8`` image ->
+    ``(n, 4)`` ``x, y, w, h`` boxes (default ``detection.detector()``, BlazeFace).
+    ``class_names`` replaces ``classes.json``. ``model`` may also be a preset's name; ``runtime``
+    ``"auto"`` runs a preset's light file where its card lists one (LiteRT, no TensorFlow; see
+    ``presets.light``), ``"light"`` insists on it, ``"keras"`` runs the Keras model. ``batch_size``
+    faces (of one or several images or frames) go to the model per call. ``log`` receives the
+    one line said when a preset's light file is made, once, on first use.
     """
 
     def __init__(self, model: Union[str, os.PathLike], detect: bool = True, margin: float = 0.0,
                  no_face: str = "skip", *, detector: Optional[Callable] = None,
                  class_names: Optional[Sequence[str]] = None, max_pixels: Optional[int] = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, runtime: str = "auto", log: Optional[Callable[[str], None]] = None):
         if no_face not in NO_FACE_CHOICES:
             raise PredictError(f"no_face must be one of {', '.join(map(repr, NO_FACE_CHOICES))}, got {no_face!r}")
         if not np.isfinite(margin) or margin < 0:
             raise PredictError(f"margin must be a non-negative number, got {margin!r}")
         if batch_size < 1:
             raise PredictError(f"batch_size must be positive, got {batch_size!r}")
-        self.model_path = resolve_model_path(model)
-        self.model = load_dam_cnn(self.model_path)
-        num_classes = int(self.model.output[PROBABILITIES].shape[-1])
+        self.opened = open_model(model, runtime, log)
+        self.model_path, self.model, self.runtime = self.opened.model_path, self.opened.keras_model, self.opened.runtime
+        num_classes = self.opened.num_classes
         if class_names is None:
             self.class_names = load_class_names(self.model_path, num_classes)
         else:
             self.class_names = check_class_names(list(class_names), num_classes, "class_names")
-        self.input_size = tuple(int(s) for s in self.model.input_shape[1:3])
+        self.input_size = self.opened.input_size
         self.detect, self.margin, self.no_face = detect, float(margin), no_face
-        self.detector = (detector or HaarFaceDetector()) if detect else None
+        self.detector = _make_detector(detector) if detect else None
         self.max_pixels, self.batch_size = max_pixels, batch_size
 
     # -- one image ---------------------------------------------------------------------------
 
     def face_regions(self, rgb: np.ndarray) -> list:
-        """``(box, region, detected)`` for each face of an RGB image, largest first (the face
-        training would keep); ``[]`` when none is found and ``no_face="skip"``."""
+        """``(box, region, detected)`` for each face of an RGB image, left to right (by the
+        box's left edge, then its top); ``[]`` when none is found and ``no_face="skip"``."""
         height, width = rgb.shape[:2]
         whole = ((0, 0, width, height), (0, 0, width, height), False)
         if self.detector is None:
             return [whole]
-        boxes = np.asarray(self.detector(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))).reshape(-1, 4)
+        boxes = np.asarray(self.detector(rgb)).reshape(-1, 4)
         if not len(boxes):
             return [whole] if self.no_face == "whole" else []
-        order = np.argsort(-(boxes[:, 2] * boxes[:, 3]), kind="stable")
+        order = np.lexsort((boxes[:, 1], boxes[:, 0]))
         return [(tuple(int(v) for v in boxes[i]), expand_box(boxes[i], self.margin, width, height), True)
                 for i in order]
 
@@ -254,28 +212,29 @@ class Predictor:
         return resize_face(rgb[y0:y1, x0:x1], self.input_size)
 
     def predict_faces(self, faces: np.ndarray) -> tuple:
-        """``(probabilities (n, K), attention (n, h, w))`` for face crops ``(n, H, W, 3)`` uint8."""
+        """``(probabilities (n, K), attention (n, h, w))`` for face crops ``(n, H, W, 3)``, uint8
+        or float in 0-255 (float crops in 0-1 are refused, see ``input_range``)."""
+        faces = np.asarray(faces)
+        _refuse_unit_range(faces, "faces")
         probabilities, attention = [], []
         for start in range(0, len(faces), self.batch_size):
-            batch = np.asarray(faces[start:start + self.batch_size], dtype=np.float32)
-            out = self.model.predict_on_batch(batch)
-            probabilities.append(np.asarray(out[PROBABILITIES], dtype=np.float32))
-            attention.append(np.asarray(out[ATTENTION], dtype=np.float32))
+            batch_probabilities, batch_attention = self.opened(faces[start:start + self.batch_size])
+            probabilities.append(batch_probabilities)
+            attention.append(batch_attention)
         return np.concatenate(probabilities), np.concatenate(attention)
 
     def predict_image(self, rgb: np.ndarray) -> List[FacePrediction]:
-        """Every face of an RGB (or grey) ``uint8`` image with its prediction; see ``face_regions``."""
-        rgb = np.asarray(rgb)
-        if rgb.dtype != np.uint8:
-            raise PredictError(f"images must be uint8, got {rgb.dtype}")
-        if rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[-1] == 1):
-            rgb = cv2.cvtColor(rgb.reshape(rgb.shape[:2]), cv2.COLOR_GRAY2RGB)
-        if rgb.ndim != 3 or rgb.shape[-1] != 3 or min(rgb.shape[:2]) < 1:
-            raise PredictError(f"images must be (H, W, 3) RGB or (H, W) grey, got shape {rgb.shape}")
+        """Every face of an RGB (or grey) image with its prediction; see ``face_regions``. The
+        image is ``uint8``, or float in 0-255 (rounded to ``uint8``; a float image in 0-1 is refused)."""
+        rgb = as_rgb_uint8(rgb)
         regions = self.face_regions(rgb)
         if not regions:
             return []
         probabilities, attention = self.predict_faces(np.stack([self.crop(rgb, r) for _, r, _ in regions]))
+        return self.face_predictions(regions, probabilities, attention)
+
+    def face_predictions(self, regions, probabilities, attention) -> List[FacePrediction]:
+        """``FacePrediction``s of ``face_regions``' regions from the model's outputs for their crops."""
         faces = []
         for (box, region, detected), probs, mask in zip(regions, probabilities, attention):
             class_id = int(np.argmax(probs))
@@ -289,10 +248,16 @@ class Predictor:
 
     def iter_video(self, path: Union[str, os.PathLike], every_n_frames: int = 1, keep_images: bool = False,
                    relative: Optional[str] = None) -> Iterator[SourcePrediction]:
-        """Predictions for frames 0, n, 2n, … of a video read with ``cv2.VideoCapture``.
+        """Predictions for frames 0, n, 2n, … of a video read with ``cv2.VideoCapture``, the faces
+        of several frames per model call.
 
         Raises ``VideoReadError`` when the file cannot be opened or no frame decodes.
         """
+        yield from self._batched(self._video_sources(path, every_n_frames, keep_images, relative))
+
+    def _video_sources(self, path, every_n_frames: int = 1, keep_images: bool = False,
+                       relative: Optional[str] = None) -> Iterator[tuple]:
+        """``(SourcePrediction without faces, rgb)`` for frames 0, n, 2n, … of a video."""
         if int(every_n_frames) < 1:
             raise PredictError(f"every_n_frames must be a positive integer, got {every_n_frames!r}")
         if not Path(path).is_file():
@@ -312,10 +277,10 @@ class Predictor:
                     if not ok:
                         break
                     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                    yield SourcePrediction(str(path), self.predict_image(rgb), frame=index,
+                    yield SourcePrediction(str(path), [], frame=index,
                                            timestamp=index / fps if fps and fps > 0 else None,
                                            relative=relative or Path(path).name, image=rgb if keep_images else None,
-                                           size=rgb.shape[:2])
+                                           size=rgb.shape[:2]), rgb
                 index += 1
             if index == 0:
                 raise VideoReadError(path, "no frame could be decoded")
@@ -327,34 +292,75 @@ class Predictor:
         return list(self.iter_video(path, every_n_frames))
 
     def iter_inputs(self, files: Sequence[InputFile], report: PredictionReport, on_bad: str = "skip",
-                    every_n_frames: int = 1, keep_images: bool = False) -> Iterator[SourcePrediction]:
-        """Predictions for ``expand_inputs``' files, one image or frame at a time.
+                    every_n_frames: int = 1, keep_images: bool = False,
+                    on_file_done: Optional[Callable[[InputFile], None]] = None) -> Iterator[SourcePrediction]:
+        """Predictions for ``expand_inputs``' files, one image or frame at a time, in order; the
+        faces of several images and frames go to the model in one call (``batch_size``).
 
         Unreadable files are recorded in ``report.bad`` and skipped (``on_bad="skip"``) or raise
-        their one-line ``ImageReadError`` (``"error"``); sources without a face go to
-        ``report.no_face`` (with the smallest face looked for in ``report.min_face_side``). Results
-        are not stored in ``report``; the caller keeps what it needs.
+        their one-line ``ImageReadError`` (``"error"``, after the predictions of the files
+        before it); sources without a face go to ``report.no_face`` (with the smallest face
+        looked for in ``report.min_face_side``). Results are not stored in ``report``; the
+        caller keeps what it needs. ``on_file_done`` is called as each file has been read.
         """
         if on_bad not in ON_BAD_CHOICES:
             raise PredictError(f"on_bad must be one of {', '.join(map(repr, ON_BAD_CHOICES))}, got {on_bad!r}")
+        for source in self._batched(self._file_sources(files, report, on_bad, every_n_frames, keep_images,
+                                                       on_file_done)):
+            if not source.faces or not source.faces[0].detected and self.detect:
+                self._record_no_face(report, source)
+            report.num_sources += 1
+            report.num_faces += len(source.faces)
+            yield source
+
+    def _file_sources(self, files, report, on_bad, every_n_frames, keep_images, on_file_done) -> Iterator[tuple]:
+        """``(SourcePrediction without faces, rgb)`` for each image and video frame; an unreadable
+        file is recorded, or (``on_bad="error"``) yielded as its error for ``_batched`` to raise."""
         for item in files:
             try:
                 if item.kind == "video":
-                    sources = self.iter_video(item.path, every_n_frames, keep_images, item.relative)
+                    yield from self._video_sources(item.path, every_n_frames, keep_images, item.relative)
                 else:
                     rgb = read_image(item.path, self.max_pixels)
-                    sources = [SourcePrediction(str(item.path), self.predict_image(rgb), relative=item.relative,
-                                                image=rgb if keep_images else None, size=rgb.shape[:2])]
-                for source in sources:
-                    if not source.faces or not source.faces[0].detected and self.detect:
-                        self._record_no_face(report, source)
-                    report.num_sources += 1
-                    report.num_faces += len(source.faces)
-                    yield source
+                    yield SourcePrediction(str(item.path), [], relative=item.relative,
+                                           image=rgb if keep_images else None, size=rgb.shape[:2]), rgb
             except ImageReadError as err:  # VideoReadError too
                 if on_bad == "error":
-                    raise
+                    yield err
+                    return
                 report.bad.append((err.path, err.reason))
+            if on_file_done is not None:
+                on_file_done(item)
+
+    def _batched(self, sources: Iterable) -> Iterator[SourcePrediction]:
+        """The sources with their faces, the faces of several sources per model call; an error
+        among the sources is raised once the sources before it are out."""
+        pending, num_faces = [], 0
+        for entry in sources:
+            if isinstance(entry, Exception):
+                yield from self._predict_pending(pending)
+                raise entry
+            source, rgb = entry
+            rgb = as_rgb_uint8(rgb)
+            regions = self.face_regions(rgb)
+            pending.append((source, rgb, regions))
+            num_faces += len(regions)
+            if num_faces >= self.batch_size or len(pending) >= self.batch_size:
+                yield from self._predict_pending(pending)
+                pending, num_faces = [], 0
+        yield from self._predict_pending(pending)
+
+    def _predict_pending(self, pending: list) -> Iterator[SourcePrediction]:
+        crops = [self.crop(rgb, region) for _, rgb, regions in pending for _, region, _ in regions]
+        if crops:
+            probabilities, attention = self.predict_faces(np.stack(crops))
+        start = 0
+        for source, _, regions in pending:
+            end = start + len(regions)
+            if regions:
+                source.faces = self.face_predictions(regions, probabilities[start:end], attention[start:end])
+            start = end
+            yield source
 
     def _record_no_face(self, report: PredictionReport, source: SourcePrediction) -> None:
         entry = source.path if source.frame is None else f"{source.path}#frame={source.frame}"
@@ -370,6 +376,28 @@ class Predictor:
         report = PredictionReport()
         report.results.extend(self.iter_inputs(expand_inputs(paths), report, on_bad, every_n_frames))
         return report
+
+
+def as_rgb_uint8(image) -> np.ndarray:
+    """An RGB ``uint8`` image from an RGB or grey one, ``uint8`` or float in 0-255; ``PredictError``
+    for other types and shapes, and for a float image in 0-1 (see ``input_range``)."""
+    rgb = np.asarray(image)
+    if rgb.dtype != np.uint8:
+        if not np.issubdtype(rgb.dtype, np.floating):
+            raise PredictError(f"images must be uint8, or float in 0-255, got {rgb.dtype}")
+        _refuse_unit_range(rgb, "image")
+        rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    if rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[-1] == 1):
+        rgb = cv2.cvtColor(rgb.reshape(rgb.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or min(rgb.shape[:2]) < 1:
+        raise PredictError(f"images must be (H, W, 3) RGB or (H, W) grey, got shape {rgb.shape}")
+    return rgb
+
+
+def _refuse_unit_range(array: np.ndarray, what: str) -> None:
+    largest = unit_range_max(array)
+    if largest is not None:
+        raise PredictError(f"{what}: {unit_range_message(largest)}")
 
 
 def draw_predictions(image: np.ndarray, faces: Sequence[FacePrediction], alpha: float = 0.5,

@@ -25,7 +25,9 @@ import tempfile
 # absl's prefix: severity, date, time, thread, file:line]
 _LOG_LINE = re.compile(rb"^([IWEF])\d{4} \d+:\d+:\d+\.\d+\s+\d+ \S+:\d+\] ")
 _NOISE = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-          b"To enable the following instructions:")
+          b"To enable the following instructions:",
+          # LiteRT's interpreter, on its first call (presets' light files).
+          b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
 # The errors TensorFlow reports at start-up on a machine without a GPU or its drivers.
 _STARTUP_ERRORS = (b"failed call to cuInit", b"Unable to register cu")
 

@@ -13,13 +13,15 @@
    alone) against DAM-CNN face by face (McNemar's exact test), and the two trivial baselines
    (logistic regressions on pixels and on the frozen backbone), their C chosen on the same
    validation part as the model's checkpoint;
-4. writes ``card.json``, ``card.md``, ``classes.json``, ``config.toml``, ``train.log``.
+4. makes the light file (LiteRT) from the shipped model and checks it against it
+   (``dam_cnn_tf.presets.light``): shipped beside the model when the preset stays within 20 MB
+   with it, else described in the card and made on first use into the user's cache;
+5. writes ``card.json``, ``card.md``, ``classes.json``, ``config.toml``, ``train.log``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -172,6 +174,7 @@ def build(name: str, args) -> None:
     from dam_cnn_tf.data.protocols import Fold
     from dam_cnn_tf.models.model_file import load_model_file
     from dam_cnn_tf.presets import PRESETS_DIR
+    from dam_cnn_tf.presets.light import describe_light_file
     from dam_cnn_tf.presets.packing import preset_model, sha256_of, store_float16
     from dam_cnn_tf.training.run_plan import saved_settings
     from dam_cnn_tf.evaluation.metrics import classification_report, predict_probabilities
@@ -254,6 +257,8 @@ def build(name: str, args) -> None:
         "check_faces": check_faces(shipped, config.input_size),
         "file": {"name": "model.keras", "bytes": shipped_path.stat().st_size, "sha256": sha256_of(shipped_path)},
     }
+    log("Light file")
+    card["light"] = describe_light_file(staging, card, ship="auto")
     atomic_write_json(staging / "card.json", card)
     atomic_write_text(staging / "card.md", card_markdown(card))
     atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
@@ -312,10 +317,30 @@ def card_markdown(card: dict) -> str:
               "## How it was made", "", f"`{card['command']}`, which runs", "", f"`{card['train_command']}`", "",
               f"Training took {t['wall_seconds'] / 60:.0f} min from start to saved model ({t['seconds'] / 60:.0f} min "
               f"of it in the optimizer loops) on {t['machine']}; config.toml and train.log are beside this card, "
-              "and card.json holds every figure.", "", "## Limits", ""]
+              "and card.json holds every figure.", ""]
+    lines += light_markdown(card)
+    lines += ["## Limits", ""]
     lines += [f"- {limit}" for limit in card["limits"]]
     lines += ["", "## Licence", "", card["licence"] + ".", ""]
     return "\n".join(lines)
+
+
+def light_markdown(card: dict) -> list:
+    """The card's paragraph on the light file, if it has one."""
+    light = card.get("light")
+    if not light:
+        return []
+    parity = light["parity"]
+    kind = "float32" if light.get("quantize") is None else f"{light['quantize']}-quantized"
+    where = (f"ships beside `model.keras` ({light['bytes'] / 1e6:.1f} MB, SHA-256 `{light['sha256']}`)"
+             if light["shipped"] else "is made from `model.keras` on first use into the user's cache "
+             "(`~/.cache/dam_cnn_tf/presets/`, or `$DAMCNN_CACHE`), as it would not fit the package's 20 MB a preset")
+    return ["## Light file", "",
+            f"`{light['name']}` ({kind} LiteRT) {where}; `predict`, `analyze` and `evaluate --runtime light` run it "
+            f"without starting TensorFlow. On the {parity['faces']} check faces it differs from the Keras model by "
+            f"{parity['max_abs_probability_difference']:.2g} at most (same prediction for "
+            f"{100 * parity['same_prediction']:.0f} %); a file made on first use is checked the same way, within "
+            f"{light['tolerance']:.2g}.", ""]
 
 
 def main(argv=None) -> None:

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from dam_cnn_tf.training.budget import learning_rate, stage_budget
+from dam_cnn_tf.recipes.budget import stage_budget
+from dam_cnn_tf.training.schedule import learning_rate
 from dam_cnn_tf.recipes import resolve_config
 from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
 

@@ -37,6 +37,11 @@ def test_build_packs_measures_and_describes_a_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "presets").iterdir()) == ["tiny"]  # no staging folder left
     card = json.loads((folder / "card.json").read_text())
     assert card["file"]["sha256"] == sha256_of(folder / "model.keras")
+    # A tiny model's light file fits beside it: shipped, and checked against the Keras model.
+    light = card["light"]
+    assert light["shipped"] and light["sha256"] == sha256_of(folder / "model.tflite")
+    assert light["made_from"] == card["file"]["sha256"] and light["parity"]["max_abs_probability_difference"] < 1e-4
+    assert "## Light file" in (folder / "card.md").read_text()
     split = json.loads((run / "split.json").read_text())
     assert card["data"]["validation_faces"] == len(split["val"]) and card["validation"]["num_samples"] == len(split["val"])
     assert set(card["baselines"]) == {"baseline-pixels"}  # no pretrained weights: no frozen probe

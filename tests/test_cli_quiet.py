@@ -41,8 +41,9 @@ def test_quick_commands_are_quiet(args):
     _assert_quiet(result)
     if args[-1] != "--help":
         assert result.returncode != 0
+        # MODEL is optional: a first argument that is no model, no preset and no file is an input.
         assert [line for line in result.stderr.splitlines() if line.strip()] == [
-            "Error: input /no/such.png does not exist"]
+            "Error: input /no/such/model does not exist"]
 
 
 def test_log_level_default_respects_the_users_value():

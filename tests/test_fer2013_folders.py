@@ -137,3 +137,20 @@ def test_evaluate_on_one_split_of_the_folders(tiny_model, tmp_path):
     line = _one_error_line(invoke("evaluate", tiny_model, *common, "--split", "val", expect_ok=False))
     assert "--split val" in line and str(tree) in line
     assert line.endswith("it has private_test, public_test, test, train"), line
+
+
+@pytest.mark.parametrize("case", ["unreadable", "no_face"])
+def test_evaluate_fails_when_no_face_is_usable(tiny_model, tmp_path, case):
+    """As predict: a run that measured nothing exits non-zero with one line, never "0 faces"."""
+    for name in ("train/angry/Training_1.jpg", "train/happy/Training_2.jpg", "train/happy/Training_3.jpg"):
+        path = tmp_path / "fer" / name
+        if case == "unreadable":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("not an image\n")
+        else:  # flat grey pictures: the detector finds no face
+            write_image(path, np.full((60, 60, 3), 128, np.uint8))
+    result = invoke("evaluate", tiny_model, "--data", tmp_path / "fer", "--face-cache", tmp_path / "cache",
+                    "--quiet", expect_ok=False)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and "fer" in errors[0] and "no usable" in errors[0], result.output

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dam_cnn_tf"
 # Lowest first: a module may import from its own rank and the ranks below it, never above.
 RANKS = [
-    {"errors", "hparams", "tf_log", "runtime", "optimizers", "serving_ops"},
+    {"errors", "hparams", "tf_log", "runtime", "optimizers", "serving_ops", "input_range"},
     {"layers", "viz"},
     {"weights"},
     {"backbones"},
@@ -20,7 +20,7 @@ RANKS = [
     {"training"},
     {"evaluation"},
     {"paper"},
-    {"presets", "export", "export_formats", "predict", "detection"},
+    {"presets", "export", "export_formats", "predict", "predict_models", "face_analysis", "detection"},
     {"commands", "cli"},
 ]
 RANK = {unit: i for i, units in enumerate(RANKS) for unit in units}

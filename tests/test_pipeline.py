@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from dam_cnn_tf.data.faces import resize_face
-from dam_cnn_tf.data.feature_cache import FeatureCache, write_feature_cache
+from dam_cnn_tf.data.feature_cache import write_feature_cache
 from dam_cnn_tf.data.pairs import pair_target_schedule, sample_pair_targets
 from dam_cnn_tf.data.pipeline import PipelineError, autoencoder_pair_dataset, image_dataset, pair_dataset
 from dam_cnn_tf.backbones.vgg_face.model import VGG_FACE_MEAN_BGR

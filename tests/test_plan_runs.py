@@ -13,15 +13,16 @@ from dam_cnn_tf.training.run_plan import record_plan, saved_plan
 
 
 def test_a_run_older_than_a_field_keeps_its_behaviour(tmp_path):
-    # A config.json written before stage1_passes existed: today's default (10 passes) would give
-    # 3,000 faces a schedule of 940 steps; the run was made with its 600 steps alone.
+    # A config.json written before stage1_passes existed: today's default (10 passes) gives 3,000
+    # faces a schedule of 940 steps; the run was made with its 600 steps alone (7 rounds of one
+    # 94-step pass, 658 steps).
     settings = TrainConfig(stage1_steps=600, stage1_batch_size=32).to_dict()
     for added in ("stage1_passes", "stage2_passes", "probe_passes"):
         settings.pop(added)
     run = RunDir(tmp_path / "old")
     run.write_json("config.json", settings)
     plan = saved_plan(run, num_train=3000)
-    assert plan.settings.stage1_passes == 0 and plan.stage1[-1].total_steps == 600
+    assert plan.settings.stage1_passes == 0 and plan.stage1[-1].total_steps == 658
     assert make_plan(TrainConfig(stage1_steps=600, stage1_batch_size=32), 3000).stage1[-1].total_steps == 940
 
 
@@ -50,7 +51,7 @@ def test_a_run_directory_refuses_another_plan_naming_the_fields(tmp_path):
     record_plan(run, make_plan(TrainConfig(), 300))  # the same plan goes on
     with pytest.raises(PlanError, match=r"differs in num_train.*stage1\.0\.rounds"):
         record_plan(run, make_plan(TrainConfig(), 3000), "start over")
-    assert json.loads((run.path / "plan.json").read_text()) == plan.to_dict()  # nothing overwritten
+    assert json.loads((run.path / "plan.json").read_text()) == json.loads(json.dumps(plan.to_dict()))  # kept
 
 
 def test_trunk_shift_without_what_it_moves_is_refused():

@@ -113,11 +113,11 @@ def _region_crop(image, region, size=SIZE):
 
 def test_faces_match_the_model_on_training_crops(files):
     image = read_image(files["two"])
-    faces = Predictor(files["run"], margin=0.2).predict_image(image)
+    faces = Predictor(files["run"], margin=0.2, detector="haar").predict_image(image)
     assert len(faces) == 2 and all(f.detected for f in faces)
-    areas = [f.box[2] * f.box[3] for f in faces]
-    assert areas == sorted(areas, reverse=True)
-    # The largest face is the one training's crop_face keeps.
+    assert faces[0].box[0] < faces[1].box[0]  # left to right
+    # With the paper's detector, the largest face is the one training's crop_face keeps.
+    faces.sort(key=lambda f: -f.box[2] * f.box[3])
     first, _ = crop_face(image, (SIZE, SIZE), HaarFaceDetector(), margin=0.2)
     crops = np.stack([first, _region_crop(image, faces[1].region)])
     probabilities, attention = _model_on(files["run"], crops)
@@ -143,10 +143,10 @@ class FixedBoxes:
 def test_margin_clips_and_no_face_policies(files):
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
-    predictor = Predictor(files["run"], margin=0.5, detector=FixedBoxes([[2, 3, 10, 10], [40, 20, 30, 30]]))
+    predictor = Predictor(files["run"], margin=0.5, detector=FixedBoxes([[40, 20, 30, 30], [2, 3, 10, 10]]))
     faces = predictor.predict_image(image)
-    assert [f.box for f in faces] == [(40, 20, 30, 30), (2, 3, 10, 10)]
-    assert [f.region for f in faces] == [(25, 5, 80, 60), (0, 0, 17, 18)]
+    assert [f.box for f in faces] == [(2, 3, 10, 10), (40, 20, 30, 30)]  # left to right
+    assert [f.region for f in faces] == [(0, 0, 17, 18), (25, 5, 80, 60)]
     probabilities, _ = _model_on(files["run"], np.stack([_region_crop(image, f.region) for f in faces]))
     np.testing.assert_allclose([[f.probabilities[c] for c in CLASSES] for f in faces], probabilities, rtol=1e-5)
 
@@ -241,7 +241,8 @@ def _json_rows(result):
 
 
 def test_command_json_over_images_folder_and_video(files):
-    result = _invoke(files["run"], files["two"].parent, files["video"], "--every-n-frames", "3", "--margin", "0.2")
+    result = _invoke(files["run"], files["two"].parent, files["video"], "--every-n-frames", "3", "--margin", "0.2",
+                     "--detector", "haar")
     assert result.exit_code == 0, result.output
     rows = _json_rows(result)
     by_file = {}
@@ -252,8 +253,10 @@ def test_command_json_over_images_folder_and_video(files):
     image = read_image(files["two"])
     first, _ = crop_face(image, (SIZE, SIZE), HaarFaceDetector(), margin=0.2)
     probabilities, _ = _model_on(files["run"], first[None])
-    top = by_file[("two.png", None)][0]
-    assert top["face"] == 0 and top["detected"] is True
+    rows = by_file[("two.png", None)]
+    assert [r["face"] for r in rows] == [0, 1] and rows[0]["box"][0] < rows[1]["box"][0]  # left to right
+    top = max(rows, key=lambda r: r["box"][2] * r["box"][3])
+    assert top["detected"] is True
     assert [top["probabilities"][c] for c in CLASSES] == pytest.approx(list(probabilities[0]), rel=1e-5)
     assert top["label"] == CLASSES[int(np.argmax(probabilities[0]))]
     assert top["probability"] == max(top["probabilities"].values())
@@ -332,7 +335,8 @@ def _not_dam_cnn(path: Path) -> Path:
 @pytest.mark.parametrize("case", [
     "missing_input", "missing_model", "run_without_model", "text_model", "other_model", "no_classes",
     "wrong_classes", "malformed_classes", "bad_image", "bad_video", "margin_without_detection", "no_face_without_detection",
-    "output_is_folder", "heatmaps_is_file", "unknown_format", "zero_frames",
+    "output_is_folder", "heatmaps_is_file", "unknown_format", "zero_frames", "min_face_zero", "min_face_text",
+    "min_face_infinite", "unknown_detector", "min_face_without_detection", "detector_without_detection",
 ])
 def test_command_user_errors(files, tmp_path, case):
     run, image = files["run"], files["two"]
@@ -348,6 +352,12 @@ def test_command_user_errors(files, tmp_path, case):
         "heatmaps_is_file": ((run, image, "--heatmaps", image), "--heatmaps"),
         "unknown_format": ((run, image, "--format", "xml"), "--format"),
         "zero_frames": ((run, image, "--every-n-frames", "0"), "--every-n-frames"),
+        "min_face_zero": ((run, image, "--min-face", "0"), "--min-face"),
+        "min_face_text": ((run, image, "--min-face", "big"), "--min-face"),
+        "min_face_infinite": ((run, image, "--min-face", "inf"), "--min-face"),
+        "unknown_detector": ((run, image, "--detector", "yunet"), "--detector"),
+        "min_face_without_detection": ((run, image, "--no-detect", "--min-face", "50"), "--min-face"),
+        "detector_without_detection": ((run, image, "--no-detect", "--detector", "haar"), "--detector"),
     }.get(case, (None, None))
     if case == "text_model":
         model = tmp_path / "model.keras"
@@ -380,20 +390,23 @@ def _drawn_faces(shape, places) -> np.ndarray:
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
-def test_command_one_row_per_face_where_it_was_drawn(files, tmp_path):
-    """Three drawn faces of different sizes, found by the real Haar cascade (no stand-in
-    detector). The cascade's box sits a little inside the drawn square, so each row's box is
-    checked against the square it belongs to: centre within a tenth of the side, sides 75-100%."""
-    places = [(20, 40, 160), (220, 20, 100), (340, 160, 60)]  # largest first, as the rows come
+@pytest.mark.parametrize("detector, sides", [("haar", (0.75, 1.0)), ("blazeface", (0.5, 0.9))])
+def test_command_one_row_per_face_where_it_was_drawn(files, tmp_path, detector, sides):
+    """Three drawn faces of different sizes, found by each real detector (no stand-in). The
+    box sits inside the drawn square (BlazeFace's, brows to chin, further in than Haar's), so
+    each row's box is checked against the square it belongs to: centre within a tenth of the
+    side, sides within ``sides`` of it. Rows are numbered left to right, not by size."""
+    places = [(20, 150, 60), (110, 40, 160), (300, 20, 100)]  # left to right
     path = _write_png(tmp_path / "group.png", _drawn_faces((260, 420), places))
-    result = _invoke(files["run"], path)
+    result = _invoke(files["run"], path, "--detector", detector)
     assert result.exit_code == 0, result.output
     rows = _json_rows(result)
     assert [row["face"] for row in rows] == [0, 1, 2] and all(row["detected"] for row in rows)
+    low, high = sides
     for row, (x, y, side) in zip(rows, places):
         bx, by, bw, bh = row["box"]
         assert abs(bx + bw / 2 - (x + side / 2)) <= side / 10 and abs(by + bh / 2 - (y + side / 2)) <= side / 10, row
-        assert 0.75 * side <= bw <= side and 0.75 * side <= bh <= side, row
+        assert low * side <= bw <= high * side and low * side <= bh <= high * side, row
     assert "no face found" not in result.stderr
     assert "1 inputs: 1 images or frames, 3 faces, 0 without a detected face" in result.stderr  # counts what it wrote
 
@@ -404,10 +417,10 @@ def test_no_face_message_names_the_smallest_face_looked_for(files, tmp_path):
     small = _write_png(tmp_path / "small.png", _drawn_faces((140, 140), [(40, 40, 60)]))
     large = _write_png(tmp_path / "large.png", _drawn_faces((700, 1000), [(470, 320, 60)]))
     assert HaarFaceDetector().min_face_side(700, 1000) == 70
-    report = Predictor(files["run"]).predict_paths([small, large])
+    report = Predictor(files["run"], detector="haar").predict_paths([small, large])
     assert [len(r.faces) for r in report.results] == [1, 0]
     assert report.no_face == [str(large)] and report.min_face_side == {str(large): 70}
-    result = _invoke(files["run"], small, large, "--no-face", "whole")
+    result = _invoke(files["run"], small, large, "--no-face", "whole", "--detector", "haar")
     assert result.exit_code == 0, result.output
     assert (f"no face found in {large} (faces smaller than 70x70 pixels are not looked for; whole image used)"
             in result.stderr.splitlines())
@@ -420,6 +433,19 @@ def test_no_face_message_names_the_smallest_face_looked_for(files, tmp_path):
     assert no_face_line("x.jpg", None, "skipped") == "no face found in x.jpg (skipped)"
     assert no_face_line("x.jpg", 48, "skipped") == (
         "no face found in x.jpg (faces smaller than 48x48 pixels are not looked for; skipped)")
+
+
+def test_min_face_is_honoured_by_both_detectors(files, tmp_path):
+    # A 60-pixel face in a 700x1000 picture: BlazeFace looks down to 40 pixels by default.
+    large = _write_png(tmp_path / "large.png", _drawn_faces((700, 1000), [(470, 320, 60)]))
+    for args, found in [((), 1), (("--min-face", "150"), 0), (("--detector", "haar"), 0),
+                        (("--detector", "haar", "--min-face", "40"), 1)]:
+        result = _invoke(files["run"], large, *args)
+        assert result.exit_code == (0 if found else 3), result.output  # 3: no face in any input
+        assert len(_json_rows(result)) == found, args
+    result = _invoke(files["run"], large, "--min-face", "150")
+    assert (f"no face found in {large} (faces smaller than 150x150 pixels are not looked for; skipped)"
+            in result.stderr.splitlines())
 
 
 def test_haar_minimum_face_side():
@@ -449,3 +475,46 @@ def test_real_faces_end_to_end(files, shared_data, tmp_path):
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [Path(r["file"]).name for r in table] == [p.name for p in paths]
     assert len(list((tmp_path / "heat").glob("*.png"))) == len(paths)
+
+
+# -- exit status when nothing was predicted -----------------------------------------------------
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    ok, data = cv2.imencode(".jpg", np.full((80, 60, 3), 120, np.uint8))
+    assert ok
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("bad", ["text", "truncated"])
+def test_command_fails_when_no_input_could_be_read(files, tmp_path, bad):
+    path = files["text"] if bad == "text" else _truncated_jpeg(tmp_path / "cut.jpg")
+    out = tmp_path / "rows.jsonl"
+    result = _invoke(files["run"], path, "--output", out)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"skipped unreadable {path}" in result.stderr
+    _assert_one_error_line(result, "none of the 1 inputs could be read")
+    assert not out.exists()  # nothing written for a run that predicted nothing
+
+
+def test_command_distinct_status_when_no_face_is_found(files, tmp_path):
+    out = tmp_path / "rows.csv"
+    result = _invoke(files["run"], files["blank"], files["text"], "--format", "csv", "--output", out)
+    assert result.exit_code == 3 and not out.exists()
+    assert "no face found in" in result.stderr and "skipped unreadable" in result.stderr
+    _assert_one_error_line(result, "no face found in any of the 1 images")
+    # The whole image as the face is a prediction: status 0.
+    assert _invoke(files["run"], files["blank"], "--no-face", "whole").exit_code == 0
+
+
+def test_command_one_good_photo_among_bad_files_succeeds(files, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(files["one"].read_bytes())
+    (folder / "notes.jpg").write_text("not an image\n")
+    _truncated_jpeg(folder / "cut.jpg")
+    result = _invoke(files["run"], folder)
+    assert result.exit_code == 0, result.output
+    assert [Path(r["file"]).name for r in _json_rows(result)] == ["good.png"]
+    assert "cut.jpg" in result.stderr and "notes.jpg" in result.stderr and "Error" not in result.stderr

@@ -21,7 +21,6 @@ import weights_formats as wf
 from dam_cnn_tf.backbones.vgg_face.model import build_vgg_face, preprocess_input
 from dam_cnn_tf.weights import (
     MissingLayerError,
-    WeightsError,
     WeightsFormatError,
     WeightsShapeError,
     convert_weights,

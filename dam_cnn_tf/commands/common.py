@@ -23,6 +23,8 @@ def user_error_types() -> tuple:
     from dam_cnn_tf.data.pairs import PairSamplingError
     from dam_cnn_tf.data.pipeline import PipelineError
     from dam_cnn_tf.export import ExportError
+    from dam_cnn_tf.predict import PredictError
+    from dam_cnn_tf.presets import PresetError
     from dam_cnn_tf.training.callbacks import TrainingDiverged
     from dam_cnn_tf.recipes.options import ConfigError
     from dam_cnn_tf.training.prepare import DataError
@@ -32,7 +34,7 @@ def user_error_types() -> tuple:
     return (
         ConfigError, DataError, DatasetFormatError, UnknownLayoutError, ImageReadError, UnknownLabelError, RunDirError,
         TrainingDiverged, WeightsError, ExportError, FeatureCacheError, PairSamplingError, PipelineError,
-        FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+        PredictError, PresetError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
     )
 
 

@@ -81,12 +81,12 @@ def crossval(data, protocol, k, dataset_name, test_data, test_layout, max_folds,
     from dam_cnn_tf.training.run_dir import RunDir
     from dam_cnn_tf.training.workers import worker_role
 
-    spec = data_spec(kwargs, data)
-    config, sources = resolve_run_settings(kwargs, config_file)
     if (protocol == "cross-dataset") != (test_data is not None):
         raise click.UsageError("--protocol cross-dataset and --test-data go together")
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
+    spec = data_spec(kwargs, data)
+    config, sources = resolve_run_settings(kwargs, config_file)
     # Read before the workers meet, so every worker skips the same folds.
     done = set() if restart else completed_folds(out)
     with worker_role(config.strategy, RunDir(out), resume=False, resume_hint=RESUME) as private:

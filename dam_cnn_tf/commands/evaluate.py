@@ -45,9 +45,12 @@ def check_split_present(split: Optional[str], samples, data) -> None:
               help="evaluate only the samples of this predefined split (e.g. test, val, PublicTest, PrivateTest)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="write evaluation.json, evaluation_confusion.csv/.png here")
+@click.option("--runtime", type=click.Choice(("keras", "light")), default="keras", show_default=True,
+              help="light: a preset's light file (LiteRT); faster to start, slower per face than Keras on "
+                   "large batches (docs/performance.md), and the data preparation starts TensorFlow anyway")
 @click.option("--quiet", is_flag=True)
 @handle_user_errors
-def evaluate(model, data, split, out, quiet, **kwargs):
+def evaluate(model, data, split, out, quiet, runtime, **kwargs):
     """Accuracy, per-class recall and the confusion matrix of MODEL (a run directory, .keras file or preset name)."""
     import numpy as np
 
@@ -57,8 +60,14 @@ def evaluate(model, data, split, out, quiet, **kwargs):
 
     split = canonical_split_option(split)
     spec = data_spec(kwargs, data)
-    loaded, class_names = load_inference_model(model)
-    input_size = int(loaded.input_shape[1])
+    if runtime == "light":
+        from dam_cnn_tf.predict import Predictor
+
+        loaded = Predictor(model, detect=False, runtime="light", batch_size=64)
+        class_names, input_size = loaded.class_names, int(loaded.input_size[0])
+    else:
+        loaded, class_names = load_inference_model(model)
+        input_size = int(loaded.input_shape[1])
     config = TrainConfig(input_size=input_size, classes=8)
     prepared = load_prepared(spec, config, progress=progress_level(quiet))
     check_split_present(split, prepared.dataset.samples, data)
@@ -68,7 +77,10 @@ def evaluate(model, data, split, out, quiet, **kwargs):
     if not keep:
         raise click.ClickException(f"--data {data}: no sample of the model's classes{' in split ' + split if split else ''}")
     labels = np.array([index[prepared.dataset.samples[i].label] for i in keep])
-    probabilities = predict_probabilities(loaded, prepared.faces[keep], input_size)
+    if runtime == "light":
+        probabilities = loaded.predict_faces(prepared.faces[keep])[0]  # prepared at the model's input size
+    else:
+        probabilities = predict_probabilities(loaded, prepared.faces[keep], input_size)
     result = classification_report(labels, probabilities, class_names)
     click.echo(f"Accuracy: {100 * result['accuracy']:.2f}% on {result['num_samples']} faces")
     for name, recall in result["per_class_recall"].items():

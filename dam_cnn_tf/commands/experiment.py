@@ -80,11 +80,6 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
     from dam_cnn_tf.paper.experiments import ExperimentError, run_experiment
     from dam_cnn_tf.paper.shared_stage1 import SharedStage1Error
 
-    spec = data_spec(kwargs, data)
-    config, _ = resolve_run_settings(kwargs, config_file)
-    if config.strategy == "multiworker":
-        raise click.UsageError("--strategy multiworker: experiment runs in one process; on several workers, "
-                               "run crossval (one model per command)")
     if (data is None) == (synthetic_subjects is None):
         raise click.UsageError("give one of --data and --synthetic")
     if name == "table11" and test_data is None or test_data is not None and name not in ("table11", "select"):
@@ -99,6 +94,11 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
         chosen_among = read_candidates(candidates_path(candidates))
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
+    spec = data_spec(kwargs, data)
+    config, _ = resolve_run_settings(kwargs, config_file)
+    if config.strategy == "multiworker":
+        raise click.UsageError("--strategy multiworker: experiment runs in one process; on several workers, "
+                               "run crossval (one model per command)")
     verbose = progress_level(quiet)
     if synthetic_subjects is not None:
         from dam_cnn_tf.commands.demo import synthetic_prepared

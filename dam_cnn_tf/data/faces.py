@@ -24,7 +24,8 @@ DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 class HaarFaceDetector:
     """Viola-Jones face detector (§4.1.1) with OpenCV's bundled frontal-face Haar cascade.
 
-    Called on a grey ``uint8`` image, returns an ``(n, 4)`` int array of ``x, y, w, h`` boxes.
+    Called on a grey (or RGB, made grey first) ``uint8`` image, returns an ``(n, 4)`` int array
+    of ``x, y, w, h`` boxes.
     """
 
     def __init__(self, cascade_path: Optional[str] = None, scale_factor: float = 1.1,
@@ -50,6 +51,8 @@ class HaarFaceDetector:
         return max(24, int(self.min_size_fraction * min(height, width)))
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
+        if grey.ndim == 3 and grey.shape[-1] == 3:  # prediction's detectors take RGB
+            grey = cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY)
         side = self.min_face_side(*grey.shape[:2])
         image = cv2.equalizeHist(grey) if self.equalize else grey
         boxes = self._cascade.detectMultiScale(image, scaleFactor=self.scale_factor,

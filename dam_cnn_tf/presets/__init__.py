@@ -10,23 +10,38 @@ it):
 * ``card.md`` and ``card.json``: the model card (data and split, command and config,
   validation figures next to the baselines, training time and machine, limits, licences, the
   SHA-256 of ``model.keras``);
-* ``config.toml`` and ``train.log``: the recipe and the log of the run that made it.
+* ``config.toml`` and ``train.log``: the recipe and the log of the run that made it;
+* optionally a light file, ``model.tflite`` or ``model.onnx``, made from ``model.keras`` and
+  listed in the card's ``light`` entry (``presets.light``): what ``predict``, ``evaluate`` and
+  ``analyze`` run without starting TensorFlow. A preset too large to ship it beside the Keras
+  model has it made once, on first use, into the user's cache.
 
-Predicting with a preset needs no download and no network.
+Every file the card lists is checked against its SHA-256 before it is used (once per process):
+a changed or damaged file is refused, never served. Predicting with a preset needs no download
+and no network.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Optional
 
 PRESETS_DIR = Path(__file__).resolve().parent
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
+# The preset that predict, evaluate and analyze use when no model is named: the best shipped one.
+DEFAULT_PRESET = "fer2013-face-resnet"
+REINSTALL = "pip install --force-reinstall dam-cnn-tf"
 
 
 class PresetError(ValueError):
     """An unknown preset name, or a preset folder that is incomplete; one line."""
+
+
+class PresetIntegrityError(PresetError):
+    """A preset file that is not the one its card describes (changed or damaged); one line."""
 
 
 def available_presets() -> list:
@@ -60,19 +75,73 @@ def model_folder(model) -> Path | None:
     return PRESETS_DIR / text
 
 
+# -- integrity ----------------------------------------------------------------------------------
+
+_DIGESTS: dict = {}  # (path, size, mtime) -> SHA-256: each file is hashed once per process
+
+
+def sha256_of(path) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_sha256(path) -> str:
+    """``sha256_of``, computed once per process for a file that has not changed since."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_of(path)
+    return _DIGESTS[key]
+
+
+def check_file(path, expected: Optional[dict], what: str) -> Path:
+    """``path`` when it is the file ``expected`` (a card entry with ``sha256`` and ``bytes``)
+    describes; else ``PresetIntegrityError`` naming the file and how to reinstall."""
+    path = Path(path)
+    if not expected or not expected.get("sha256"):
+        raise PresetIntegrityError(f"{what}: its card gives no SHA-256 for {path.name}; reinstall: {REINSTALL}")
+    if not path.is_file():
+        raise PresetIntegrityError(f"{path} is missing ({what}); reinstall: {REINSTALL}")
+    size = expected.get("bytes")
+    if (size is not None and path.stat().st_size != size) or cached_sha256(path) != expected["sha256"]:
+        raise PresetIntegrityError(f"{path} is not the file {what}'s card describes (its SHA-256 differs: "
+                                   f"changed or damaged); reinstall: {REINSTALL}")
+    return path
+
+
+def checked_model_path(name: str) -> Path:
+    """``model.keras`` of preset ``name``, checked against the SHA-256 its card records."""
+    card = preset_card(name)
+    entry = card.get("file") or {}
+    if entry.get("name", MODEL_FILE) != MODEL_FILE:
+        raise PresetIntegrityError(f"preset {name!r}: its card describes {entry.get('name')!r}, not {MODEL_FILE}; "
+                                   f"reinstall: {REINSTALL}")
+    return check_file(preset_dir(name) / MODEL_FILE, entry, f"preset {name!r}")
+
+
 def from_preset(name: str):
     """The trained Keras model of preset ``name`` (see ``damcnn-tf presets``).
 
     Raw RGB images ``(B, H, W, 3)`` in 0-255 at the preset's input size in; a dictionary of
     ``probabilities`` ``(B, K)`` and SERD's ``attention`` out. ``model.class_names`` lists
-    the K classes in output order. Nothing in the file is executed (safe mode).
+    the K classes in output order. Nothing in the file is executed (safe mode), and the file
+    is refused unless it is the one the preset's card describes (SHA-256). ``predict`` and
+    calling the model warn (``InputRangeWarning``) on a batch of float images whose largest
+    value is 1 or less: 0-1 images, which the model would all read as nearly black.
     """
     from dam_cnn_tf.layers.class_names import class_names_of
     from dam_cnn_tf.models.model_file import load_model_file
+    from dam_cnn_tf.models.preset_model import PresetModel
 
-    model = load_model_file(preset_dir(name) / MODEL_FILE)
+    model = load_model_file(checked_model_path(name))
     names = class_names_of(model)
     if names is None:
         raise PresetError(f"preset {name!r}: its model carries no class names")
+    model = PresetModel.wrapping(model)
     model.class_names = tuple(names)
     return model

@@ -3,7 +3,6 @@ and weights stored at half the size."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -18,6 +17,7 @@ from dam_cnn_tf.layers.class_names import NamedProbabilities
 from dam_cnn_tf.layers.mirror import MirrorImages
 from dam_cnn_tf.layers.read_faces import ReadFacesAs
 from dam_cnn_tf.models.outputs import ATTENTION, PROBABILITIES
+from dam_cnn_tf.presets import sha256_of  # noqa: F401  (where build_preset and its tests take it from)
 
 WEIGHTS_ENTRY = "model.weights.h5"
 
@@ -78,11 +78,3 @@ def store_float16(model: keras.Model, path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,7 +1,6 @@
 """VGG-Face (paper §3.1, Table 1), the paper's backbone, and two narrower variants for tests and
 small machines. Its weights are converted VGG-Face releases (``damcnn-tf weights``)."""
 
-from dam_cnn_tf import hparams
 from dam_cnn_tf.backbones import Backbone, register
 from dam_cnn_tf.backbones.vgg_face.weights import check_vgg_face_weights, load_vgg_face_weights
 

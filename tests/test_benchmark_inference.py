@@ -1,0 +1,45 @@
+"""benchmarks/inference.py: its yardsticks count what they should; the run writes every section."""
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ lives beside the package, not inside it
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import inference  # noqa: E402
+
+
+def test_flops_are_the_products_of_the_layers():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, use_bias=False)(inputs)  # 4x4x3 outputs of 3*3*2 products
+    outputs = keras.layers.Dense(5, use_bias=False)(keras.layers.Flatten()(x))  # 48 -> 5
+    model = keras.Model(inputs, outputs)
+    assert inference.flops_per_face(model, (6, 6, 2)) == 2 * (4 * 4 * 3 * 3 * 3 * 2) + 2 * 48 * 5
+
+
+def test_yardsticks_and_faces():
+    assert inference.matmul_gflops(n=128, steps=2) > 0
+    faces, said = inference.synthetic_faces(9)
+    assert len(faces) == 9 and "synthetic" in said
+    assert inference.at_size(faces, 20).shape == (9, 20, 20, 3)
+    assert inference.at_size(faces, 16, grey=True).shape == (9, 16, 16, 1)
+    rates = inference.rates(lambda batch: batch * 2.0, np.zeros((64, 4), np.float32), steps=1)
+    assert set(rates) == {"batch_1", "batch_64"} and all(r["faces_per_s"] > 0 for r in rates.values())
+
+
+@pytest.mark.slow
+def test_the_run_writes_every_section(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAMCNN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "inference.json"
+    inference.main(["--json", str(out), "--num-faces", "8", "--steps", "1", "--cli-repeats", "1"])
+    figures = json.loads(out.read_text())
+    assert {"cli", "models", "light_formats", "batching"} <= set(figures)
+    preset = figures["models"]["fer2013-face-resnet"]
+    assert preset["flops_per_face"] > 1e8 and preset["light"]["parity_with_keras"]["same_prediction"] == 1.0
+    assert "median_s" in figures["cli"]["predict_light"]
