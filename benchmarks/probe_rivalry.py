@@ -33,8 +33,9 @@ def run_rivalry(run: Path) -> dict:
 
 
 def runs_under(out: Path) -> list:
-    return sorted(p.parent for p in out.rglob("fold-*/stage1/probe/metrics.json")
-                  for p in [p.parent.parent.parent / "state.json"] if p.exists())
+    """The runs under ``out`` whose stage 1 is complete (a run still training is left out)."""
+    runs = sorted(p.parent.parent.parent for p in out.rglob("fold-*/stage1/probe/metrics.json"))
+    return [run for run in runs if (run / "stage1" / "vgg_serd.weights.h5").exists()]
 
 
 def main(argv=None) -> None:
