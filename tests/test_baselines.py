@@ -5,7 +5,7 @@ import pytest
 
 from cli_helpers import invoke, read_json
 from dam_cnn_tf.data.protocols import Fold
-from dam_cnn_tf.evaluation.baselines import C_GRID, paired_difference, pixel_features, probe_fold
+from dam_cnn_tf.evaluation.baselines import C_GRID, C_LIMITS, choose_c, paired_difference, pixel_features, probe_fold
 
 TOY = ["--input-size", "32", "--backbone", "compact-tiny", "--folds", "2", "--quiet"]
 
@@ -49,12 +49,48 @@ def test_probe_selects_on_validation_and_never_fits_on_the_test_part():
     features, labels = _blobs(90, 0)
     fold = Fold("f", train=np.arange(0, 60), test=np.arange(60, 75), val=np.arange(75, 90))
     result = probe_fold(features, labels, fold, ("a", "b", "c"))
-    assert result["accuracy"] > 0.9 and result["C"] in C_GRID
+    assert result["accuracy"] > 0.9 and C_LIMITS[0] <= result["C"] <= C_LIMITS[1]
     # Relabelling the test part changes the score, never what was fitted or chosen.
     shuffled = labels.copy()
     shuffled[60:75] = (labels[60:75] + 1) % 3
     again = probe_fold(features, shuffled, fold, ("a", "b", "c"))
     assert again["C"] == result["C"] and again["accuracy"] < 0.2
+
+
+def test_the_grid_grows_past_an_edge_until_the_best_c_is_inside_it():
+    tried = []
+
+    def peaked(at):
+        def score(c):
+            tried.append(c)
+            return -abs(np.log10(c) - np.log10(at))  # best at ``at``, worse a decade either way
+        return score
+
+    best, scores = choose_c(peaked(1e-5))  # below the grid's lowest C
+    assert best == pytest.approx(1e-5) and min(scores) < best < max(scores)
+    assert sorted(scores) == pytest.approx([1e-6, 1e-5, 1e-4, *C_GRID]) and len(tried) == len(scores)
+    best, scores = choose_c(peaked(100.0))  # above its highest
+    assert best == pytest.approx(100.0) and min(scores) < best < max(scores)
+    best, _ = choose_c(peaked(0.01))  # inside: nothing more is tried
+    assert best == 0.01
+    # Never beyond the limits: a best C past them stops at the limit.
+    best, scores = choose_c(peaked(1e-9), limits=(1e-4, 10.0))
+    assert best == pytest.approx(1e-4) and min(scores) == pytest.approx(1e-4)
+    # Ties go to the stronger regularisation.
+    assert choose_c(lambda c: 1.0 if c >= 0.01 else 0.5)[0] == 0.01
+
+
+def test_a_probe_whose_best_c_lies_beyond_the_old_grid_chooses_it_inside_the_cs_tried():
+    # Wide and weakly informative, so that weaker regularisation than C = 1 pays on validation.
+    rng = np.random.default_rng(2)
+    labels = rng.choice(3, size=400, p=[0.5, 0.3, 0.2])
+    features = rng.normal(0, 1, (400, 1000)) + 0.1 * np.eye(3)[labels] @ rng.normal(0, 1, (3, 1000))
+    fold = Fold("f", train=np.arange(150), val=np.arange(150, 300), test=np.arange(300, 400))
+    result = probe_fold(features.astype(np.float32), labels, fold, ("a", "b", "c"))
+    scores = {float(c): s for c, s in result["C_scores"].items()}
+    assert scores[1.0] > scores[0.1]  # today's grid alone would have stopped at its edge, C = 1
+    assert result["C"] > 1.0 and min(scores) < result["C"] < max(scores)
+    assert scores[result["C"]] == max(scores.values())
 
 
 def test_experiment_baselines_through_the_command_line(tmp_path):
@@ -119,3 +155,16 @@ def test_a_stage_2_that_lowers_stage_1s_mean_is_told_in_one_line():
     assert "On the validation parts, where a choice between the two belongs: VGG-SERD 95.00%, DAM-CNN 55.00%" \
         in crossval_markdown("run", rows, scored)
     assert "validation parts" not in note
+
+
+def test_the_report_says_on_how_many_folds_stage_1_kept_the_probes_state():
+    from dam_cnn_tf.evaluation.reports import crossval_markdown
+
+    summary = {"folds": 3, "fold_accuracies": [0.7, 0.8, 0.9], "mean_accuracy": 0.8, "std_accuracy": 0.08,
+               "stage1_fold_accuracies": [0.7, 0.8, 0.9], "num_samples": 30, "class_names": ["a", "b"],
+               "confusion_matrix": [[12, 3], [3, 12]], "stage1_kept": ["probe", "fine-tuned", "probe"]}
+    rows = [{"fold": f"f{i}", "accuracy": a, "num_samples": 10} for i, a in enumerate(summary["fold_accuracies"])]
+    assert "kept the probe's state (SERD and fc6-fc8 on the frozen backbone) on 2 of 3 folds" \
+        in crossval_markdown("run", rows, summary)
+    tuned = {**summary, "stage1_kept": ["fine-tuned"] * 3}
+    assert "probe's state" not in crossval_markdown("run", rows, tuned)

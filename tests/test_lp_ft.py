@@ -52,7 +52,8 @@ def test_probe_trains_the_head_only_then_fine_tuning_moves_the_chosen_blocks(tmp
     assert state["info"]["stage1_probe"]["steps"] == 4 and state["info"]["stage1"]["trunk_cache"]
     assert state["completed"] == ["stage1"]  # the phases are done with once the stage is
 
-    tuned = train_stage1(config(manifest), train, val, RunDir(tmp_path / "tuned"), 3, verbose=0)
+    # (the probe's state not competing, so that fine-tuning's weights are the ones kept)
+    tuned = train_stage1(config(manifest, probe_competes=False), train, val, RunDir(tmp_path / "tuned"), 3, verbose=0)
     after = weights_of(tuned, *blocks)
     assert not np.array_equal(after["conv256_2_conv2_conv"][0], original["conv256_2_conv2_conv"][0])
     assert same({"conv128_2_conv2_conv": after["conv128_2_conv2_conv"]}, {"conv128_2_conv2_conv": original["conv128_2_conv2_conv"]})
@@ -124,3 +125,68 @@ def test_only_fine_tuning_moves_the_cached_maps(tmp_path, manifest, monkeypatch)
     assert (trunk_shape, 1) in calls                      # fine-tuning's training maps move
     assert all(s == 0 for shape, s in calls if shape[0] <= 4)  # the probe's do not
     assert sum(s == 1 for _, s in calls) == 1            # and neither does validation
+
+
+def _capture_fine_tuning_start(monkeypatch):
+    """The model fine-tuning trains, and its weights before its first step (the probe's state)."""
+    from dam_cnn_tf.training import fit
+
+    seen = {}
+    original = fit.fit_phase
+
+    def capturing(model, train, val, phase, *args, **kwargs):
+        if phase.name == "fine-tune":
+            seen["model"], seen["start"] = model, [w.copy() for w in model.get_weights()]
+        return original(model, train, val, phase, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "fit_phase", capturing)
+    return seen
+
+
+def test_fine_tuning_that_hurts_validation_keeps_the_probe_bit_for_bit(tmp_path, manifest, monkeypatch):
+    import json
+
+    import keras
+
+    from dam_cnn_tf.training.stage1 import build_stage1_model, stage1_kept
+
+    seen = _capture_fine_tuning_start(monkeypatch)
+    train, val = faces(8, 4), faces(4, 5)
+    settings = config(manifest, alpha_s=1.0, stage1_steps=4)  # a rate that wrecks what the probe learned
+    run = RunDir(tmp_path / "run")
+    model = train_stage1(settings, train, val, run, 3, verbose=0)
+
+    # Every fine-tuning round scored worse on validation than the probe's state it started from...
+    start = json.loads((tmp_path / "run" / "stage1" / "best.weights.npz.json").read_text())
+    rounds = json.loads((tmp_path / "run" / "stage1" / "metrics.json").read_text())
+    assert start["epoch"] == 0 and len(rounds) == 2
+    assert all(r["val_loss"] > start["best"] for r in rounds)
+    # ...so stage 1 ends as the probe left it, bit for bit, in memory and in its saved weights.
+    assert all(np.array_equal(a, b) for a, b in zip(seen["model"].get_weights(), seen["start"]))
+    reloaded = build_stage1_model(settings, 3)
+    reloaded.load_weights(tmp_path / "run" / "stage1" / "vgg_serd.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(reloaded.get_weights(), model.get_weights()))
+    assert stage1_kept(run) == "probe"
+    assert run.read_json("state.json")["info"]["stage1"]["kept_round"] == 0
+    # The start was scored by the phase's monitor through the cached trunk: the same loss the
+    # whole model gives on the validation images.
+    from dam_cnn_tf.data.pipeline import image_dataset
+
+    reloaded.compile(loss="sparse_categorical_crossentropy")
+    whole = reloaded.evaluate(image_dataset(val.images, val.labels, 4, SIZE, preprocess=False), verbose=0,
+                              return_dict=True)["loss"]
+    assert whole == pytest.approx(start["best"], rel=1e-4)
+    keras.backend.clear_session()
+
+
+def test_fine_tuning_that_wins_on_validation_is_kept(tmp_path, manifest, monkeypatch):
+    from dam_cnn_tf.training.stage1 import stage1_kept
+
+    seen = _capture_fine_tuning_start(monkeypatch)
+    train = faces(8, 6)
+    # A probe that barely moves, then fine-tuning scored on its own training faces: it must win.
+    settings = config(manifest, alpha_probe=1e-9, alpha_s=1e-3, stage1_steps=8, stage1_min_steps=8)
+    run = RunDir(tmp_path / "run")
+    train_stage1(settings, train, train, run, 3, verbose=0)
+    assert stage1_kept(run) == "fine-tuned" and run.read_json("state.json")["info"]["stage1"]["kept_round"] >= 1
+    assert not all(np.array_equal(a, b) for a, b in zip(seen["model"].get_weights(), seen["start"]))

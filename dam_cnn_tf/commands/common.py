@@ -106,6 +106,8 @@ SETTING_HELP = {
                    "before fine-tuning; 0: no probe",
     "probe_passes": "on a large data set, probe for at least this many passes instead of --probe-steps",
     "alpha_probe": "peak learning rate of the probe",
+    "probe_competes": "the probe's state competes with fine-tuning's rounds on the validation faces and is kept "
+                      "if none beats it",
     "trunk_cache": "run the frozen layers below --fine-tune-from once per face and cache their maps",
     "trunk_shift": "with --augment over the trunk cache, move each training map by up to this many cells",
     "num_paths": "N, the MPAE's decoding paths (Eq. 8-9)",
@@ -193,7 +195,7 @@ class RecipeCommand(click.Command):
         for param in self.get_params(ctx):
             if param is self.get_help_option(ctx):
                 param.group = "other"
-            if (param.hidden or getattr(param, "group", None) is None) and not show_all:
+            if (getattr(param, "hidden", False) or getattr(param, "group", None) is None) and not show_all:
                 continue
             record = param.get_help_record(ctx)
             if record is None:

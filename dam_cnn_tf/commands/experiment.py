@@ -18,7 +18,7 @@ from dam_cnn_tf.commands.common import (
     set_group,
 )
 
-NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11", "baselines")
+NAMES = ("dam-cnn", "table2", "table3", "table4", "paths-gender", "table11", "baselines", "select")
 FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 
 
@@ -53,6 +53,13 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @click.option("--baselines", is_flag=True,
               help="add logistic regressions on raw pixels and on frozen backbone features, on the same folds, and "
                    "compare every model with them fold by fold (the experiment baselines has them alone)")
+@set_group("output")
+@click.option("--candidates", default=None,
+              help="select: the variants each fold chooses among on its validation part, a TOML file of one table "
+                   "each (or the name of one the package ships, e.g. face-resnet-small)")
+@set_group("output")
+@click.option("--validation-only", is_flag=True,
+              help="select: train and score every candidate on the validation parts, test nothing")
 @set_group("model")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="your own JSON or TOML file of settings, over the recipe; options override it")
@@ -61,19 +68,30 @@ FOLD_PROTOCOLS = ("subject-kfold", "kfold", "loso", "default", "predefined")
 @config_options
 @handle_user_errors
 def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, max_folds, dataset_name, test_data,
-               test_layout, test_detect, out, no_figures, baselines, config_file, quiet, **kwargs):
+               test_layout, test_detect, out, no_figures, baselines, candidates, validation_only, config_file, quiet,
+               **kwargs):
     """Reproduce one of the paper's comparisons: dam-cnn (DAM-CNN at --num-paths against its own
     VGG-SERD), table2 (VGG-Face vs VGG-SERD), table3 (parts of
     L_reg, attention maps and check), table4 (N paths, t-SNE), paths-gender (§4.3.2), table11
-    (cross-dataset), baselines (logistic regressions on pixels and on frozen features). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
+    (cross-dataset), baselines (logistic regressions on pixels and on frozen features), select (the
+    --candidates chosen among per fold on its validation part, only the choice tested; with
+    --test-data, cross-dataset). Writes OUT/NAME.md and OUT/NAME.json with mean ± std over folds."""
     from dam_cnn_tf.paper.figures import write_experiment_figures
     from dam_cnn_tf.paper.experiments import ExperimentError, run_experiment
     from dam_cnn_tf.paper.shared_stage1 import SharedStage1Error
 
     if (data is None) == (synthetic_subjects is None):
         raise click.UsageError("give one of --data and --synthetic")
-    if (name == "table11") != (test_data is not None):
-        raise click.UsageError("table11 needs --test-data, and only table11 takes it")
+    if name == "table11" and test_data is None or test_data is not None and name not in ("table11", "select"):
+        raise click.UsageError("table11 needs --test-data, and only table11 and select take it")
+    if (name == "select") != (candidates is not None) or validation_only and name != "select":
+        raise click.UsageError("select needs --candidates, and only select takes --candidates and --validation-only")
+    chosen_among = None
+    if candidates is not None:
+        from dam_cnn_tf.recipes.candidates import candidates_path
+        from dam_cnn_tf.evaluation.selection import read_candidates
+
+        chosen_among = read_candidates(candidates_path(candidates))
     if k < 2:
         raise click.BadParameter("must be at least 2", param_hint="--folds")
     spec = data_spec(kwargs, data)
@@ -91,7 +109,7 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
                                       seed=config.seed)
     else:
         prepared = load_prepared(spec, config, progress=progress_level(quiet))
-    if name == "table11":
+    if test_data is not None:
         protocol_name, prepared, folds = _cross_dataset(prepared, spec, config, test_data, test_layout, test_detect,
                                                        quiet)
     else:
@@ -101,13 +119,26 @@ def experiment(name, data, synthetic_subjects, synthetic_images, protocol, k, ma
                                           dataset_name or (Path(data).name if data else "synthetic"))
     if max_folds:
         folds = folds[:max_folds]
+    from dam_cnn_tf.evaluation.selection import SelectionError
+
     try:
-        table = run_experiment(name, prepared, folds, config, out, protocol_name, verbose=verbose, baselines=baselines)
-        if not no_figures and name != "baselines":
+        if name == "select":
+            from dam_cnn_tf.paper.selection import run_selection
+
+            table = run_selection(prepared, folds, config, chosen_among, out, protocol_name, verbose=verbose,
+                                  baselines=baselines, validation_only=validation_only)
+        else:
+            table = run_experiment(name, prepared, folds, config, out, protocol_name, verbose=verbose,
+                                   baselines=baselines)
+        if not no_figures and name not in ("baselines", "select"):
             write_experiment_figures(name, prepared, folds, config, out)
-    except (ExperimentError, SharedStage1Error) as error:
+    except (ExperimentError, SharedStage1Error, SelectionError) as error:
         raise click.ClickException(str(error)) from None
     click.echo((Path(out) / f"{name}.md").read_text())
+    if name == "select":
+        click.echo(f"select: {len(chosen_among)} candidates over {len(folds)} fold(s) ({protocol_name}); "
+                   f"{'nothing tested' if validation_only else 'each fold tested its choice alone'}; results in {out}")
+        return
     for key in ("table3_attention_check.md",):
         if name == "table3" and (Path(out) / key).exists():
             click.echo((Path(out) / key).read_text())

@@ -138,6 +138,8 @@ def run_crossval(data: PreparedData, folds: list, config: TrainConfig, out_dir, 
     if all("stage1_validation_accuracy" in r for r in results):
         summary["validation_fold_accuracies"] = [r["validation_accuracy"] for r in results]
         summary["stage1_validation_fold_accuracies"] = [r["stage1_validation_accuracy"] for r in results]
+    if all("stage1_kept" in r for r in results):
+        summary["stage1_kept"] = [r["stage1_kept"] for r in results]
     if all("stage2_kept_round" in r for r in results):
         summary["stage2_kept_rounds"] = [r["stage2_kept_round"] for r in results]
     rows = [{"fold": r["fold"], "accuracy": r["accuracy"], "num_samples": r["num_samples"]} for r in results]

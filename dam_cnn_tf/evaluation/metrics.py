@@ -37,6 +37,15 @@ def classification_report(labels, probabilities, class_names) -> dict:
     }
 
 
+def cross_entropy(labels, probabilities, num_classes: int) -> float:
+    """The mean cross-entropy of the true classes (scikit-learn's log loss; probabilities clipped)."""
+    from sklearn.metrics import log_loss
+
+    probabilities = np.asarray(probabilities, np.float64)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 softmax rounding
+    return float(log_loss(np.asarray(labels), probabilities, labels=np.arange(num_classes)))
+
+
 def predictions_csv(indices, labels, probabilities, class_names) -> str:
     """One row per sample: its index in the data set, true and predicted class, probabilities."""
     import csv

@@ -13,12 +13,15 @@ from __future__ import annotations
 import keras
 
 from dam_cnn_tf.data.protocols import Fold
-from dam_cnn_tf.evaluation.metrics import accuracy_on, classification_report, predict_probabilities, predictions_csv
+from dam_cnn_tf.evaluation.metrics import (
+    accuracy_on, classification_report, cross_entropy, predict_probabilities, predictions_csv,
+)
 from dam_cnn_tf.evaluation.reports import write_evaluation
 from dam_cnn_tf.recipes.plan import Plan
 from dam_cnn_tf.training.prepare import PreparedData
 from dam_cnn_tf.training.run_dir import RunDir, atomic_write_text
 from dam_cnn_tf.training.run_plan import record_plan
+from dam_cnn_tf.training.stage1 import stage1_kept
 from dam_cnn_tf.training.stages import stage2_kept_round, train_both_stages
 
 TEST, VALIDATION = "test", "validation"
@@ -68,7 +71,11 @@ def train_and_evaluate(data: PreparedData, fold: Fold, plan, run: RunDir, stage:
                 write_evaluation(stage1, run.path, stem="stage1_test_evaluation", title=f"{fold.name}: VGG-SERD, test")
         probabilities = predict_probabilities(final, faces, settings.input_size)
         result = classification_report(labels, probabilities, data.class_names)
+        result["cross_entropy"] = cross_entropy(labels, probabilities, len(data.class_names))
         result["fold"] = fold.name
+        kept_stage1 = stage1_kept(run)
+        if kept_stage1 is not None:  # the probe's state, or fine-tuning's, chosen on validation
+            result["stage1_kept"] = kept_stage1
         if stage1 is not None:
             result["stage1_accuracy"] = stage1["accuracy"]
             if tested and len(val):  # the faces a choice between the two models may be made on

@@ -104,6 +104,11 @@ def crossval_markdown(name: str, fold_results: list, summary: dict) -> str:
         validation = validation_comparison(summary)
         if validation:
             lines += ["", f"{validation[0].upper()}{validation[1:]}."]
+        probe = summary.get("stage1_kept")
+        if probe and "probe" in probe:
+            lines += ["", f"Stage 1 kept the probe's state (SERD and fc6-fc8 on the frozen backbone) on "
+                      f"{probe.count('probe')} of {len(probe)} folds: no fine-tuning round beat it on the validation "
+                      "faces. Per fold: " + ", ".join(probe) + "."]
         kept = summary.get("stage2_kept_rounds")
         if kept and 0 in kept:
             lines += ["", f"Stage 2 kept its start (copied from stage 1's classifier) on {kept.count(0)} of "

@@ -103,6 +103,7 @@ TITLES = {
     "paths-gender": "§4.3.2: random-target against attribute-specific decoders",
     "table11": "Table 11: cross-dataset",
     "baselines": "Baselines: linear probes on pixels and on frozen backbone features",
+    "select": "DAM-CNN with its recipe chosen per fold on validation faces, then tested (nested selection)",
 }
 
 

@@ -74,6 +74,10 @@ class TrainConfig:
     probe_steps: int = 1000
     probe_passes: int = 2
     alpha_probe: float = 3e-4
+    # The probe's state (SERD and fc6-fc8 on the frozen backbone) competes with fine-tuning's
+    # rounds on the validation faces, by the same monitor through the same model: a small data
+    # set keeps what the frozen features give unless fine-tuning beats it there.
+    probe_competes: bool = True
     # The frozen trunk (the backbone before --fine-tune-from) runs once per face, cached.
     trunk_cache: bool = True
     # With --augment over the trunk cache: each training map also moves by up to this many
@@ -202,6 +206,7 @@ ADDED_SINCE = {
     "stage1_passes": 0,
     "stage2_passes": 0,
     "probe_passes": 0,
+    "probe_competes": False,
 }
 # Fields taken out with the experiments they served, and the value a run may hold for them and
 # still be the run it was without them.

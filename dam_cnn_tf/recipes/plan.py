@@ -6,6 +6,9 @@ Every rule that decides what a run does lives here, and only here:
   pretrained weights and ``probe_steps`` > 0: SERD and fc6-fc8 learn on the frozen backbone
   (LP-FT), with early stopping floored at half the probe's budget; then **fine-tuning** trains
   the backbone from ``fine_tune_from`` on (the whole backbone without it) with SERD and the head;
+  where a probe precedes it (and ``probe_competes``), fine-tuning's start, the probe's state,
+  **competes** with its rounds on validation, so a data set on which fine-tuning only loses
+  keeps what the frozen features give;
 * the frozen part below ``fine_tune_from`` runs once per face, **cached** (``trunk_cache``),
   unless stage 2 trains end to end; over the cache, augmentation mirrors cached maps and moves
   them by ``trunk_shift`` cells; over images it mirrors them and varies their brightness;
@@ -30,7 +33,7 @@ import math
 from typing import Optional
 
 from dam_cnn_tf.recipes.budget import stage_budget
-from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
+from dam_cnn_tf.recipes.options import ADDED_SINCE, ConfigError, TrainConfig
 
 # Raised when what a plan holds, or how it is written, changes meaning.
 PLAN_VERSION = 1
@@ -116,7 +119,9 @@ class Plan:
                             "use the release that made it, or start the run over")
         try:
             phase = lambda p: Phase(**{**p, "augmentation": tuple(p["augmentation"])})  # noqa: E731
-            return cls(settings=TrainConfig(**data["settings"]), num_train=int(data["num_train"]),
+            # A setting added since the plan was written takes the value that keeps what it did.
+            settings = {**{k: v for k, v in ADDED_SINCE.items() if k not in data["settings"]}, **data["settings"]}
+            return cls(settings=TrainConfig(**settings), num_train=int(data["num_train"]),
                        stage1=tuple(phase(p) for p in data["stage1"]), stage2=phase(data["stage2"]),
                        trunk_cache=data["trunk_cache"], sources=dict(data.get("sources", {})))
         except (KeyError, TypeError, ValueError) as error:
@@ -192,7 +197,8 @@ def _stage1_phases(s: TrainConfig, num_train: int, cached: bool) -> tuple:
     phases.append(Phase(
         FINE_TUNE, trains=trains, trainable_from=s.fine_tune_from, rate=s.alpha_s,
         data=TRUNK_MAPS if cached else IMAGES, augmentation=_augmentation(s, cached=cached),
-        start=start, shift=s.trunk_shift if cached and s.augment else 0, **common,
+        start=start, start_competes=probe and s.probe_competes,
+        shift=s.trunk_shift if cached and s.augment else 0, **common,
         **_budget(num_train, s.stage1_batch_size, s.stage1_steps, s.stage1_min_steps, s.stage1_epochs,
                   s.validate_every_steps, s.stage1_passes)))
     return tuple(phases)

@@ -23,6 +23,7 @@ from dam_cnn_tf.models.vgg_serd import build_vgg_serd, compile_vgg_serd
 from dam_cnn_tf.recipes.options import ConfigError, TrainConfig
 from dam_cnn_tf.recipes.plan import BACKBONE_OUTPUT, PROBE, TRUNK_MAPS, Phase, Plan, as_plan
 from dam_cnn_tf.training import fit
+from dam_cnn_tf.training.callbacks import kept_epoch
 from dam_cnn_tf.training.distribute import make_optimizer, make_strategy
 from dam_cnn_tf.training.run_dir import RunDir, atomic_save_weights
 from dam_cnn_tf.training.schedule import learning_rate
@@ -179,16 +180,48 @@ def train_stage1(plan, train: FaceSet, val: FaceSet, run: RunDir, num_classes: i
                   f"{phase.steps_per_round}), at least {phase.floor_rounds * phase.steps_per_round}, "
                   f"peak rate {phase.rate:g}")
         start = time.monotonic()
+        # Where the probe precedes fine-tuning, the probe's state is scored on the validation
+        # faces through the model fine-tuning trains (over the trunk cache where there is one),
+        # by the phase's monitor, and kept bit for bit if no round beats it.
         _, rounds = fit.fit_phase(inputs.model, train_ds, val_ds, phase, phase_dir, "stage 1", verbose)
         atomic_save_weights(inputs.model, done)
+        kept = kept_epoch(phase_dir / fit.BEST_WEIGHTS)
         run.mark_completed(f"stage1_{phase.name}", epochs=rounds, steps=rounds * phase.steps_per_round,
-                           seconds=round(time.monotonic() - start, 1))
+                           seconds=round(time.monotonic() - start, 1), kept_round=kept)
+        if verbose and phase.start_competes:
+            print(f"Stage 1, {phase.name}: {kept_description(phase, kept)}")
     _set_trainable(vgg_serd, plan.stage1[-1])
     compile_vgg_serd(vgg_serd, optimizer=make_optimizer(settings.optimizer, settings.alpha_s),
                      jit_compile=settings.jit_compile)
     vgg_serd.optimizer.build(vgg_serd.trainable_variables)
     atomic_save_weights(vgg_serd, final)
     names = [phase.name for phase in plan.stage1]
+    last = plan.stage1[-1]
+    kept = kept_epoch(run.stage_dir("stage1") / fit.BEST_WEIGHTS)
     run.mark_completed("stage1", epochs=rounds, trunk_cache=plan.trunk_cache is not None, phases=names,
-                       done_with=[f"stage1_{name}" for name in names])
+                       kept=kept_model(last, kept), kept_round=kept, done_with=[f"stage1_{name}" for name in names])
     return vgg_serd
+
+
+PROBE_KEPT, FINE_TUNED = "probe", "fine-tuned"
+
+
+def kept_model(phase: Phase, kept) -> str:
+    """Which state stage 1 ended with: ``"probe"`` when fine-tuning's start, the probe's
+    state, competed and no round beat it on validation, else ``"fine-tuned"``."""
+    return PROBE_KEPT if phase.start_competes and kept == 0 else FINE_TUNED
+
+
+def kept_description(phase: Phase, kept) -> str:
+    if kept_model(phase, kept) == PROBE_KEPT:
+        return ("kept the probe's state (SERD and fc6-fc8 on the frozen backbone): no fine-tuning round beat its "
+                f"{phase.monitor} on the validation faces")
+    return f"kept fine-tuning round {kept}" + (", which beat the probe's state on the validation faces"
+                                                if phase.start_competes else "")
+
+
+def stage1_kept(run: RunDir):
+    """``"probe"`` or ``"fine-tuned"``: which state a completed stage 1 of ``run`` kept (None
+    for a run completed before this was recorded)."""
+    info = (run.read_json("state.json") or {}).get("info", {}).get("stage1", {})
+    return info.get("kept")
