@@ -1,13 +1,16 @@
-"""Train a preset and write it into the package, with its model card, config and logs.
+"""Train a preset and write it, with its model card and training log, into a folder of presets.
 
-    python scripts/build_preset.py fer2013-face-resnet --data fer2013/train \
+    python scripts/build_preset.py fer2013-face-resnet --data <fer2013>/train \
         --backbone-weights ~/.cache/dam_cnn_tf/weights/face_recognition_model-weights_manifest.json \
-        --run-dir runs/fer2013-face-resnet
+        --run-dir runs/fer2013-face-resnet [--install --replace]
 
 1. trains with ``damcnn-tf train`` (the recipe's config file; ``--resume`` when the run
    directory exists, so an interrupted build goes on where it stopped), its log in the run;
 2. packs the run's inference model (``dam_cnn_tf.presets.packing``) into
-   ``dam_cnn_tf/presets/<name>/model.keras``, float16 weights;
+   ``<out>/<name>/model.keras`` (``build/presets`` unless ``--out`` says otherwise; the package's
+   own ``dam_cnn_tf/presets`` only with ``--install``), float16 weights; a preset folder that
+   exists already is replaced only with ``--replace``, checked before training, so the documented
+   command never deletes a shipped preset unasked; a run whose plan is not the recipe's is refused;
 3. measures on the run's validation part (never on a test set): the shipped file's accuracy,
    per-class recall and confusion matrix, its parity with the float32 model, VGG-SERD (stage 1
    alone) against DAM-CNN face by face (McNemar's exact test), and the two trivial baselines
@@ -16,7 +19,8 @@
 4. makes the light file (LiteRT) from the shipped model and checks it against it
    (``dam_cnn_tf.presets.light``): shipped beside the model when the preset stays within 20 MB
    with it, else described in the card and made on first use into the user's cache;
-5. writes ``card.json``, ``card.md``, ``classes.json``, ``config.toml``, ``train.log``.
+5. writes ``card.json`` (the recipe's name and SHA-256, and the run's plan), ``card.md``,
+   ``classes.json``, ``train.log``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ RECIPES = {
         "mirror_average": True,
         "description": "DAM-CNN on dlib's face ResNet, trained on FER2013 (7 expressions, in the wild)",
         "dataset": "FER2013's training set (Kaggle's class folders: 28,709 grey 48x48 faces)",
+        "data_placeholder": "<fer2013>/train",
+        "test_set": "FER2013's test set",
+        "duplicates": "FER2013 holds duplicates",
+        "paper": {"DAM-CNN, FER2013 (Table 10, VGG-Face, PrivateTest)": 0.6620},
         "input": ("RGB 0-255 face crops of 150x150 (predict and evaluate detect and crop faces first); "
                   "colour is read as grey (BT.601 luma), as FER2013's faces were; the probabilities are the mean "
                   "of the face's and its mirror image's"),
@@ -70,7 +78,35 @@ RECIPES = {
     },
 }
 
-PAPER_FER2013 = 0.6620  # Table 10, DAM-CNN on FER2013 (PrivateTest), VGG-Face backbone
+RECIPES["rafdb-face-resnet"] = {
+    "recipe": "rafdb-face-resnet",
+    "data_options": ["--no-detect"],
+    "grey": False,
+    "source_size": None,
+    # Decided before measuring: the model was trained on faces and their mirror images.
+    "mirror_average": True,
+    "description": "DAM-CNN on dlib's face ResNet, trained on RAF-DB (7 expressions, colour faces in the wild)",
+    "dataset": ("RAF-DB's basic set, its official training part (Li, Deng & Du 2017: 12,271 aligned 100x100 colour "
+                "faces from the web, 7 class folders)"),
+    "data_placeholder": "<rafdb>/train",
+    "test_set": "RAF-DB's official test part",
+    "duplicates": "web images may repeat",
+    "paper": {},
+    "input": ("RGB 0-255 face crops of 150x150 (predict and evaluate detect and crop faces first), colour kept; the "
+              "probabilities are the mean of the face's and its mirror image's"),
+    "licence": ("non-commercial research only: RAF-DB is licensed for non-commercial research, and these weights, "
+                "trained on it, inherit that. The backbone they were fine-tuned from is dlib's face recognition "
+                "ResNet (public domain, Davis King) as packaged by face-api.js (MIT, Vincent Mühler)"),
+    "limits": [
+        "RAF-DB's faces are aligned (eyes level, at fixed places) and tightly cropped; predict's crops from a "
+        "detector are framed by its box and not turned upright, and accuracy on them is unmeasured here.",
+        "RAF-DB has no subject ids: the validation part is stratified by class, not by person.",
+        "Fear has 281 training faces (2.3 %) and disgust 717, and the recipe does not reweight classes; each "
+        "class's recall is in the table above.",
+        "Faces found on the web and labelled by crowd votes: ages, poses and populations are as that search gave "
+        "them, and accuracy on the less represented ones is unmeasured here.",
+    ],
+}
 
 
 def log(message: str) -> None:
@@ -169,24 +205,77 @@ def duplicated_in_training(data, split) -> np.ndarray:
     return np.array([k.tobytes() in train_keys for k in face_keys(data.faces[split.val])], bool)
 
 
+# Where a preset is written unless --install asks for the package's own folder.
+DEFAULT_OUT = Path("build") / "presets"
+
+
+def destination(out, install: bool) -> Path:
+    """The folder of presets a build writes into: the package's with ``install``, else ``out``
+    (``DEFAULT_OUT`` when not given)."""
+    from dam_cnn_tf.presets import PRESETS_DIR
+
+    return PRESETS_DIR if install else Path(out if out is not None else DEFAULT_OUT)
+
+
+def check_destination(folder: Path, replace: bool) -> None:
+    """Refuse, before any training, to write over a preset folder that exists unless ``replace``."""
+    if folder.exists() and not replace:
+        raise FileExistsError(f"{folder} exists; pass --replace to replace it (or another --out)")
+
+
+def check_recipe(plan, recipe: str, where) -> None:
+    """Refuse a run whose plan is not what ``recipe`` resolves to on its training faces (the
+    backbone's weights file, a path on the building machine, and the recipes' names aside: a
+    run trained from a config file with the recipe's values is the recipe's run)."""
+    from dam_cnn_tf.recipes import resolve_settings
+    from dam_cnn_tf.recipes.plan import PlanError, make_plan
+
+    settings, _ = resolve_settings(recipe=recipe, options={"backbone_weights": plan.settings.backbone_weights})
+    differing = [d for d in make_plan(settings, plan.num_train).differences(plan) if not d.startswith("sources")]
+    if differing:
+        raise PlanError(f"{where}: trained with another plan than the recipe {recipe!r} (differs in "
+                        f"{', '.join(differing[:8])}); train it again with --recipe {recipe}")
+
+
+def check_resumed_run(run_dir: Path, recipe: str) -> None:
+    """Before resuming a run, the same check as after it: a run of another plan is refused
+    before any training (a run too old to hold a plan is checked once it is complete)."""
+    from dam_cnn_tf.training.run_dir import RunDir
+    from dam_cnn_tf.training.run_plan import PLAN_FILE, saved_plan
+
+    if (Path(run_dir) / PLAN_FILE).is_file():
+        check_recipe(saved_plan(RunDir(run_dir)), recipe, run_dir)
+
+
+def card_plan(plan) -> dict:
+    """The run's plan as the card records it: without the weights file's path on the building machine."""
+    data = plan.to_dict()
+    data["settings"].pop("backbone_weights", None)
+    return data
+
+
 def build(name: str, args) -> None:
     from dam_cnn_tf.commands.common import load_prepared
     from dam_cnn_tf.data.protocols import Fold
     from dam_cnn_tf.models.model_file import load_model_file
-    from dam_cnn_tf.presets import PRESETS_DIR
     from dam_cnn_tf.presets.light import describe_light_file
     from dam_cnn_tf.presets.packing import preset_model, sha256_of, store_float16
-    from dam_cnn_tf.training.run_plan import saved_settings
+    from dam_cnn_tf.recipes import recipe_sha256
+    from dam_cnn_tf.training.run_plan import saved_plan
     from dam_cnn_tf.evaluation.metrics import classification_report, predict_probabilities
     from dam_cnn_tf.training.run_dir import RunDir, atomic_write_json, atomic_write_text
     from dam_cnn_tf.training.stages import build_stage1_model, load_class_names
 
     recipe = RECIPES[name]
+    folder = Path(args.out) / name
+    check_destination(folder, getattr(args, "replace", False))
     run = RunDir(args.run_dir)
-    config = saved_settings(run)
     spec = run.read_json("data.json")
     spec.pop("stage", None)
     split = Fold.from_dict(run.read_json("split.json"))
+    plan = saved_plan(run, len(split.train))
+    check_recipe(plan, recipe["recipe"], run.path)
+    config = plan.settings
     class_names = load_class_names(run.path)
     data = load_prepared(spec, config, progress=False)
     val_faces, val_labels = data.faces[split.val], data.labels[split.val]
@@ -196,7 +285,6 @@ def build(name: str, args) -> None:
     packed = preset_model(dam_cnn, class_names, grey=recipe["grey"], source_size=recipe["source_size"],
                           mirror_average=recipe["mirror_average"])
     read_only = preset_model(dam_cnn, class_names, grey=recipe["grey"], source_size=recipe["source_size"])
-    folder = Path(args.out or PRESETS_DIR) / name
     staging = folder.with_name(f".{name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -228,17 +316,20 @@ def build(name: str, args) -> None:
         "licence": recipe["licence"], "limits": recipe["limits"],
         "data": {"dataset": recipe["dataset"], "train_faces": len(split.train), "validation_faces": len(split.val),
                  "split": f"validation part: {100 * config.val_fraction:.0f} % of the training folder, stratified "
-                          f"by class, seed {config.seed} (the run's split.json); FER2013's test set is not used",
+                          f"by class, seed {config.seed} (the run's split.json); {recipe['test_set']} is not used",
                  "class_counts": {c: int(np.sum(data.labels == i)) for i, c in enumerate(class_names)},
                  "validation_faces_duplicated_in_training": int((~unique).sum())},
         "validation_without_duplicates": {"accuracy": float(np.mean(right["shipped"][unique])),
                                           "num_samples": int(unique.sum())},
-        "command": " ".join(["python scripts/build_preset.py", name, "--data", "<fer2013>/train",
+        "command": " ".join(["python scripts/build_preset.py", name, "--data", recipe["data_placeholder"],
                              "--backbone-weights", "<face_recognition_model-weights_manifest.json>",
                              "--run-dir", "<run>"]),
-        "train_command": f"damcnn-tf train --recipe {recipe['recipe']} --data <fer2013>/train "
+        "train_command": f"damcnn-tf train --recipe {recipe['recipe']} --data {recipe['data_placeholder']} "
                          f"{' '.join(recipe['data_options'])} --backbone-weights <weights> --run-dir <run>",
-        "config": {k: v for k, v in config.to_dict().items() if k != "backbone_weights"},
+        # the recipe by name and hash (dam_cnn_tf/recipes/), and the plan it resolved to
+        "recipe": {"name": recipe["recipe"], "sha256": recipe_sha256(recipe["recipe"])},
+        "plan": card_plan(plan),
+        "duplicates": recipe["duplicates"],
         "validation": result,
         "validation_dam_cnn_float32": float(np.mean(right["run"])),
         "validation_without_mirror_average": float(np.mean(right["read"])),
@@ -247,7 +338,8 @@ def build(name: str, args) -> None:
         "stage2_against_stage1": {"first": "DAM-CNN", "second": "VGG-SERD",
                                   **mcnemar(right["run"], right["stage1"])},
         "baselines": base,
-        "paper": {"DAM-CNN, FER2013 (Table 10, VGG-Face, PrivateTest)": PAPER_FER2013},
+        "paper": dict(recipe["paper"]),
+        "reading_layer": "grey" if recipe["grey"] else None,
         "float16_parity": {"max_abs_probability_difference": float(np.abs(p_shipped - p_packed).max()),
                            "same_prediction": float(np.mean(p_shipped.argmax(1) == p_packed.argmax(1))),
                            "reading_layer_same_prediction": float(np.mean(p_read.argmax(1) == p_run.argmax(1)))},
@@ -263,7 +355,8 @@ def build(name: str, args) -> None:
     atomic_write_text(staging / "card.md", card_markdown(card))
     atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
     shutil.copyfile(run.path / "train.log", staging / "train.log")
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():  # --replace was given (check_destination)
+        shutil.rmtree(folder)
     os.replace(staging, folder)
     log(f"Preset written to {folder}: validation accuracy {100 * result['accuracy']:.2f}%")
 
@@ -278,7 +371,7 @@ def card_markdown(card: dict) -> str:
              f"- {card['data']['train_faces']} training and {card['data']['validation_faces']} validation faces; "
              f"{card['data']['split']}.",
              f"- {card['data']['validation_faces_duplicated_in_training']} validation faces have a pixel-identical "
-             "copy in the training part (FER2013 holds duplicates); on the other "
+             f"copy in the training part ({card.get('duplicates', 'FER2013 holds duplicates')}); on the other "
              f"{card['validation_without_duplicates']['num_samples']} the preset scores "
              f"{100 * card['validation_without_duplicates']['accuracy']:.2f} %.",
              "- Faces per class: " + ", ".join(f"{k} {n}" for k, n in card["data"]["class_counts"].items()) + ".",
@@ -312,12 +405,16 @@ def card_markdown(card: dict) -> str:
               f"`model.keras`: {card['file']['bytes'] / 1e6:.1f} MB, weights stored as float16 and computed in "
               f"float32; SHA-256 `{card['file']['sha256']}`. Against the float32 weights on the validation part: "
               f"largest probability difference {p['max_abs_probability_difference']:.2g}, same prediction for "
-              f"{100 * p['same_prediction']:.2f} % of faces. The reading layer (grey) changes "
-              f"{100 * (1 - p['reading_layer_same_prediction']):.2f} % of the run's own predictions.", "",
+              f"{100 * p['same_prediction']:.2f} % of faces." + (
+                  f" The reading layer ({card['reading_layer']}) changes "
+                  f"{100 * (1 - p['reading_layer_same_prediction']):.2f} % of the run's own predictions."
+                  if card.get("reading_layer", "grey") else " The preset reads faces as given (no reading layer)."),
+              "",
               "## How it was made", "", f"`{card['command']}`, which runs", "", f"`{card['train_command']}`", "",
               f"Training took {t['wall_seconds'] / 60:.0f} min from start to saved model ({t['seconds'] / 60:.0f} min "
-              f"of it in the optimizer loops) on {t['machine']}; config.toml and train.log are beside this card, "
-              "and card.json holds every figure.", ""]
+              f"of it in the optimizer loops) on {t['machine']}; train.log is beside this card, and card.json "
+              f"holds every figure and the plan the run followed (the recipe `{card['recipe']['name']}`, "
+              f"dam_cnn_tf/recipes/{card['recipe']['name']}.toml, SHA-256 `{card['recipe']['sha256'][:16]}…`).", ""]
     lines += light_markdown(card)
     lines += ["## Limits", ""]
     lines += [f"- {limit}" for limit in card["limits"]]
@@ -362,14 +459,31 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, help="the data set's folder (not needed to resume a run)")
     parser.add_argument("--backbone-weights", type=Path)
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=None, help="where the preset folder goes [default: dam_cnn_tf/presets]")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None,
+                       help=f"the folder the preset's folder goes into [default: {DEFAULT_OUT}]")
+    where.add_argument("--install", action="store_true",
+                       help="write the preset into the package itself (dam_cnn_tf/presets), to ship it")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace the preset's folder if it exists (a shipped one too, with --install)")
     parser.add_argument("--skip-training", action="store_true", help="the run is complete: only pack and measure")
     args = parser.parse_args(argv)
-    if not args.skip_training:
-        if not (args.run_dir / "config.json").exists() and (args.data is None or args.backbone_weights is None):
-            parser.error("a new run needs --data and --backbone-weights")
-        train(args.name, RECIPES[args.name], args)
-    build(args.name, args)
+    args.out = destination(args.out, args.install)
+    try:
+        check_destination(args.out / args.name, args.replace)
+    except FileExistsError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    from dam_cnn_tf.recipes.plan import PlanError
+
+    try:
+        if not args.skip_training:
+            if not (args.run_dir / "config.json").exists() and (args.data is None or args.backbone_weights is None):
+                parser.error("a new run needs --data and --backbone-weights")
+            check_resumed_run(args.run_dir, RECIPES[args.name]["recipe"])
+            train(args.name, RECIPES[args.name], args)
+        build(args.name, args)
+    except PlanError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -39,13 +39,26 @@ def _check_faces(size):
 def test_the_preset_ships_with_the_package():
     assert NAME in available_presets()
     assert model_folder(NAME) == PRESETS_DIR / NAME
-    for name in ("model.keras", "card.json", "card.md", "classes.json", "config.toml", "train.log"):
+    for name in ("model.keras", "card.json", "card.md", "classes.json", "train.log"):
         assert (PRESETS_DIR / NAME / name).is_file(), name
     # The package's budget for shipped models: 20 MB a preset, 45 MB in all.
     sizes = {folder.name: sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
              for folder in PRESETS_DIR.iterdir() if folder.is_dir() and not folder.name.startswith("__")}
     assert all(size <= 20_000_000 for size in sizes.values()), sizes
     assert sum(sizes.values()) <= 45_000_000, sizes
+
+
+def test_the_preset_s_recipe_resolves_to_the_plan_it_was_built_with(card):
+    """The card names its recipe rather than copying it: that recipe, resolved today on the
+    preset's training faces, is the plan the run followed, value by value."""
+    from dam_cnn_tf.recipes import recipe_path, resolve_settings
+    from dam_cnn_tf.recipes.plan import Plan, make_plan
+
+    assert recipe_path(card["recipe"]["name"]).is_file()
+    built = Plan.from_dict(card["plan"], "card.json")
+    settings, sources = resolve_settings(recipe=card["recipe"]["name"])
+    assert built.num_train == card["data"]["train_faces"]
+    assert make_plan(settings, built.num_train, sources).differences(built) == []
 
 
 def test_the_file_is_the_one_the_card_describes(card):

@@ -7,10 +7,11 @@ it):
   out), its class names inside, its weights stored as float16 (``packing.store_float16``);
 * ``classes.json``: the same class names, so that a preset is also a model folder that every
   command reads like a run directory;
-* ``card.md`` and ``card.json``: the model card (data and split, command and config,
+* ``card.md`` and ``card.json``: the model card (data and split, command, recipe and plan,
   validation figures next to the baselines, training time and machine, limits, licences, the
   SHA-256 of ``model.keras``);
-* ``config.toml`` and ``train.log``: the recipe and the log of the run that made it;
+* ``train.log``: the log of the run that made it (``card.json`` names its recipe in
+  ``dam_cnn_tf/recipes/`` with the file's SHA-256, and holds the plan the run followed);
 * optionally a light file, ``model.tflite`` or ``model.onnx``, made from ``model.keras`` and
   listed in the card's ``light`` entry (``presets.light``): what ``predict``, ``evaluate`` and
   ``analyze`` run without starting TensorFlow. A preset too large to ship it beside the Keras
