@@ -190,3 +190,26 @@ def test_fine_tuning_that_wins_on_validation_is_kept(tmp_path, manifest, monkeyp
     train_stage1(settings, train, train, run, 3, verbose=0)
     assert stage1_kept(run) == "fine-tuned" and run.read_json("state.json")["info"]["stage1"]["kept_round"] >= 1
     assert not all(np.array_equal(a, b) for a, b in zip(seen["model"].get_weights(), seen["start"]))
+
+
+def test_the_probe_s_inputs_are_the_same_computed_in_chunks(tmp_path, manifest, monkeypatch):
+    """The probe's inputs (trunk maps through the frozen blocks) are computed a chunk at a time:
+    with one chunk or several, a short last one among them, the same arrays."""
+    from dam_cnn_tf.data import pipeline
+    from dam_cnn_tf.training import stage1
+
+    seen = {}
+
+    def recording(maps, labels, *args, **kwargs):
+        if maps.shape[2] <= 4:  # the probe's 4x4 backbone output, not the trunk maps
+            seen.setdefault(stage1.BACKBONE_OUTPUT_CHUNK, []).append(np.array(maps))
+        return pipeline.trunk_dataset(maps, labels, *args, **kwargs)
+
+    monkeypatch.setattr(stage1, "trunk_dataset", recording)
+    for chunk in (4096, 3):  # one chunk, then several with a short last one (16 maps of 8 faces)
+        monkeypatch.setattr(stage1, "BACKBONE_OUTPUT_CHUNK", chunk)
+        train_stage1(config(manifest, stage1_steps=0), faces(8, 0), faces(4, 1), RunDir(tmp_path / str(chunk)), 3,
+                     verbose=0)
+    assert len(seen[3]) == len(seen[4096]) == 2  # training and validation
+    for whole, chunked in zip(seen[4096], seen[3]):
+        np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,8 @@ from dam_cnn_tf.training.schedule import learning_rate
 
 # Bumped when what a trunk-cache entry holds, or how it is addressed, changes.
 TRUNK_CACHE_VERSION = 2
+# Trunk maps run through the frozen blocks at a time to give the probe its inputs.
+BACKBONE_OUTPUT_CHUNK = 4096
 
 
 def build_stage1_model(settings: TrainConfig, num_classes: int) -> keras.Model:
@@ -127,8 +129,13 @@ def _phase_inputs(plan: Plan, vgg_serd, train: FaceSet, val: FaceSet, verbose: i
     train_maps, val_maps = trunk_maps(split, train, plan, verbose), trunk_maps(split, val, plan, verbose)
 
     def backbone_output(maps):
-        flat = maps.reshape(-1, *maps.shape[2:])
-        return split.upper.predict(flat, batch_size=256, verbose=0).reshape(len(maps), 2, *split.upper.output.shape[1:])
+        # In chunks: predicting the whole array at once held a float32 copy of every map (a
+        # 40,000-face set's probe went past 15 GB).
+        flat, chunk = maps.reshape(-1, *maps.shape[2:]), BACKBONE_OUTPUT_CHUNK
+        out = np.empty((len(flat), *split.upper.output.shape[1:]), np.float32)
+        for start in range(0, len(flat), chunk):
+            out[start:start + chunk] = split.upper.predict(flat[start:start + chunk], batch_size=256, verbose=0)
+        return out.reshape(len(maps), 2, *out.shape[1:])
 
     inputs = {}
     for phase in plan.stage1:
