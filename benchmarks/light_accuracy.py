@@ -1,10 +1,12 @@
-"""Which light file for the default preset: accuracy and speed of each on its own validation part.
+"""Which light file for a preset: accuracy and speed of each on the preset's own validation part.
 
     python -m benchmarks.light_accuracy --faces <fer2013>/train \\
         --json benchmarks/results/cpu-intel-amx-light-accuracy.json
+    python -m benchmarks.light_accuracy --preset rafdb-face-resnet --faces <rafdb>/train \\
+        --json benchmarks/results/cpu-intel-amx-light-accuracy-rafdb.json
 
-On the preset's validation part (10 % of FER2013's training folder, stratified, seed 0: the
-faces its card measures; never the test set), in one run:
+On the preset's validation part (10 % of its training folder, stratified, seed 0: the faces its
+card measures; never the test set), in one run:
 
 * ``accuracy``: the Keras model (float32, and with a ``mixed_bfloat16`` policy) and its light
   file converted three ways (LiteRT float32, float16 weights, dynamic-range int8): accuracy with
@@ -64,11 +66,13 @@ def compare(probabilities: np.ndarray, reference: np.ndarray) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--faces", type=Path, required=True, help="FER2013's train folder")
+    parser.add_argument("--preset", default=PRESET, help=f"the preset [default: {PRESET}]")
+    parser.add_argument("--faces", type=Path, required=True, help="the preset's training folder")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=7, help="timed calls of each runtime and batch")
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation faces (a quick try)")
     args = parser.parse_args(argv)
+    preset = args.preset
 
     import os
 
@@ -77,8 +81,8 @@ def main(argv=None) -> None:
     from dam_cnn_tf.presets.light import LightModel, check_faces_images, light_path, make_light_file
 
     figures = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_average_start": load_average(),
-               "matmul_gflops_start": round(matmul_gflops(), 1), "preset": PRESET}
-    card = preset_card(PRESET)
+               "matmul_gflops_start": round(matmul_gflops(), 1), "preset": preset}
+    card = preset_card(preset)
     size = int(card["input_shape"][0])
     log("Validation faces")
     part = validation_part(args.faces, size)
@@ -87,24 +91,24 @@ def main(argv=None) -> None:
     faces, labels = part.faces.astype(np.float32), part.labels
     if args.limit:
         faces, labels = faces[:args.limit], labels[:args.limit]
-    figures["faces"] = {"count": int(len(faces)), "what": "the preset's validation part: 10 % of FER2013's "
+    figures["faces"] = {"count": int(len(faces)), "what": "the preset's validation part: 10 % of its "
                         "training folder, stratified by class, seed 0 (training_split)"}
     check = check_faces_images(card)
     check_reference = np.asarray(card["check_faces"]["probabilities"], np.float32)
 
     runs = {}
     work = Path(tempfile.mkdtemp(prefix="light-accuracy-"))
-    files = {"litert_float32": light_path(PRESET)}
+    files = {"litert_float32": light_path(preset)}
     conversion = {}
     for quantize in QUANTIZED:
         log(f"Converting: {quantize}")
         start = time.monotonic()
-        files[f"litert_{quantize}"] = make_light_file(dam_cnn_tf.presets.checked_model_path(PRESET),
+        files[f"litert_{quantize}"] = make_light_file(dam_cnn_tf.presets.checked_model_path(preset),
                                                       work / f"model-{quantize}.tflite", quantize=quantize)
         conversion[f"litert_{quantize}"] = round(time.monotonic() - start, 1)
     for name, path in files.items():
         runs[name] = LightModel(path)
-    keras_model = dam_cnn_tf.from_preset(PRESET)
+    keras_model = dam_cnn_tf.from_preset(preset)
     runs["keras_float32"] = keras_model.predict_on_batch
     runs["keras_mixed_bfloat16"] = bfloat16_copy(keras_model).predict_on_batch
 

@@ -192,6 +192,7 @@ def _fit_baselines(data, split, config, class_names) -> dict:
         log(f"Baseline: {baseline.label}")
         result = probe_fold(features(data.faces), data.labels, fold, class_names, config.seed)
         out[baseline.key] = {"label": baseline.label, "accuracy": result["accuracy"], "C": result["C"],
+                             "C_scores": result["C_scores"],  # every C tried: its validation accuracy
                              "per_class_recall": result["per_class_recall"],
                              "seconds": round(time.monotonic() - start, 1)}
     return out
@@ -384,7 +385,9 @@ def card_markdown(card: dict) -> str:
              f"{100 * card['validation_dam_cnn_float32']:.2f} |",
              f"| VGG-SERD (stage 1 alone, same run, face alone) | {100 * card['validation_vgg_serd']:.2f} |"]
     for b in card["baselines"].values():
-        lines.append(f"| {b['label']} (C = {b['C']:g}) | {100 * b['accuracy']:.2f} |")
+        tried = sorted(float(c) for c in b.get("C_scores", {}))
+        among = f", chosen among {tried[0]:g}-{tried[-1]:g}" if len(tried) > 1 else ""
+        lines.append(f"| {b['label']} (C = {b['C']:g}{among}) | {100 * b['accuracy']:.2f} |")
     for label, value in card["paper"].items():
         lines.append(f"| paper: {label}, another split | {100 * value:.2f} |")
     m = card["stage2_against_stage1"]

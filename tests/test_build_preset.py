@@ -14,6 +14,7 @@ import pytest
 
 from dam_cnn_tf.layers.class_names import class_names_of
 from dam_cnn_tf.models.model_file import load_model_file
+from dam_cnn_tf.evaluation.baselines import C_LIMITS
 from dam_cnn_tf.presets import PRESETS_DIR
 from dam_cnn_tf.presets.packing import sha256_of
 from dam_cnn_tf.recipes.plan import PlanError
@@ -89,6 +90,11 @@ def test_build_packs_measures_and_describes_a_run(tmp_path, recipes):
     split = json.loads((run / "split.json").read_text())
     assert card["data"]["validation_faces"] == len(split["val"]) and card["validation"]["num_samples"] == len(split["val"])
     assert set(card["baselines"]) == {"baseline-pixels"}  # no pretrained weights: no frozen probe
+    pixels = card["baselines"]["baseline-pixels"]
+    scores = {float(c): v for c, v in pixels["C_scores"].items()}  # every C tried, on the validation part
+    assert len(scores) >= 4 and pixels["C"] == min(c for c, v in scores.items() if v == max(scores.values()))
+    assert min(scores) < pixels["C"] < max(scores) or pixels["C"] in C_LIMITS  # never cut off by the grid
+    assert f"C = {pixels['C']:g}, chosen among {min(scores):g}-{max(scores):g}" in (folder / "card.md").read_text()
     m = card["stage2_against_stage1"]
     assert m["only_first_right"] + m["only_second_right"] <= len(split["val"])
     assert m["p_value"] == pytest.approx(_mcnemar_p(m["only_first_right"], m["only_second_right"]))
