@@ -43,7 +43,11 @@ ADDED_AFTER_FIXTURES = {"probe_competes"}
 def test_every_documented_run_keeps_its_plan(name):
     legacy, plan = LEGACY[name], plan_of(name)
     expected = {k: v for k, v in legacy["config"].items() if k not in REMOVED}
-    assert {k: v for k, v in plan.settings.to_dict().items() if k not in ADDED_AFTER_FIXTURES} == expected
+    # The passes are budgets: the phases below hold what they decide (the FER2013 preset's recipe
+    # now names the step-only budgets it was built with, which resolve to the same steps).
+    budgets = {"probe_passes", "stage1_passes", "stage2_passes"}
+    settings = {k: v for k, v in plan.settings.to_dict().items() if k not in ADDED_AFTER_FIXTURES | budgets}
+    assert settings == {k: v for k, v in expected.items() if k not in budgets}
     assert (plan.trunk_cache is not None) == legacy["trunk_cache"]
     got = [{"phase": p.name, "rate": p.rate, "by_epochs": p.by_epochs, "rounds": p.rounds,
             "steps_per_round": p.steps_per_round, "floor_rounds": p.floor_rounds} for p in plan.stage1]
