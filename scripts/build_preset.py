@@ -249,9 +249,11 @@ def check_resumed_run(run_dir: Path, recipe: str) -> None:
 
 
 def card_plan(plan) -> dict:
-    """The run's plan as the card records it: without the weights file's path on the building machine."""
+    """The run's plan as the card records it: the backbone's weights file by its name, not its
+    path on the building machine (whether there were weights decides the probe)."""
     data = plan.to_dict()
-    data["settings"].pop("backbone_weights", None)
+    weights = data["settings"]["backbone_weights"]
+    data["settings"]["backbone_weights"] = Path(weights).name if weights else None
     return data
 
 
