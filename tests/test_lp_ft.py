@@ -213,3 +213,21 @@ def test_the_probe_s_inputs_are_the_same_computed_in_chunks(tmp_path, manifest, 
     assert len(seen[3]) == len(seen[4096]) == 2  # training and validation
     for whole, chunked in zip(seen[4096], seen[3]):
         np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_stopped_after_its_last_phase_reports_its_rounds(tmp_path, manifest):
+    """Stopped between the last phase's end and the stage's (a kill there), the resumed stage
+    reports the rounds its last phase ran, and trains nothing again."""
+    run = RunDir(tmp_path)
+    train, val = faces(8, 0), faces(4, 1)
+    train_stage1(config(manifest), train, val, run, 3, verbose=0)
+    state = run.read_json("state.json")
+    rounds = state["info"]["stage1"]["epochs"]
+    assert rounds == state["info"]["stage1_fine-tune"]["epochs"] > 0
+    state["completed"] = ["stage1_probe", "stage1_fine-tune"]  # as it was before the stage's last mark
+    del state["info"]["stage1"]
+    run.write_json("state.json", state)
+    metrics = (tmp_path / "stage1" / "metrics.csv").read_text()
+    train_stage1(config(manifest), train, val, run, 3, verbose=0)
+    assert run.read_json("state.json")["info"]["stage1"]["epochs"] == rounds
+    assert (tmp_path / "stage1" / "metrics.csv").read_text() == metrics  # nothing trained again

@@ -153,6 +153,10 @@ class RunDir:
     def completed(self) -> set:
         return set(self.read_json("state.json", {}).get("completed", []))
 
+    def step_info(self, step: str) -> dict:
+        """What ``mark_completed`` recorded with ``step`` (empty if nothing)."""
+        return dict(self.read_json("state.json", {}).get("info", {}).get(step, {}))
+
     def mark_completed(self, step: str, **info) -> None:
         """Record ``step`` as done, with ``info``; ``done_with`` lists steps it replaces in
         ``completed`` (their info stays), e.g. a stage's phases once the stage is done."""

@@ -181,6 +181,8 @@ def train_stage1(plan, train: FaceSet, val: FaceSet, run: RunDir, num_classes: i
         if f"stage1_{phase.name}" in run.completed():
             inputs.model.optimizer.build(inputs.model.trainable_variables)
             inputs.model.load_weights(done)
+            # a run stopped between its last phase and the stage's end still reports its rounds
+            rounds = int(run.step_info(f"stage1_{phase.name}").get("epochs", 0))
             continue
         if verbose:
             print(f"Stage 1, {phase.name}: up to {phase.total_steps} steps ({phase.rounds} rounds of "
