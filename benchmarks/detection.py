@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -36,20 +35,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.machine import cpu_name
+
 IOU_FOUND = 0.4
 SEED = 20240607
 SIZES = (40, 60, 80, 120, 200, 320, 450, 600)  # face sides of sizes_1080p, each drawn within +-5 %
 ANGLES = (0, 15, 30, 45)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_rgb(path: Path) -> np.ndarray:

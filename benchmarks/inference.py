@@ -41,25 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import cpu_name, load_average
+
 REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 64)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def log(message: str) -> None:

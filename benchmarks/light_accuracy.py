@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.inference import cpu_name, load_average, log, matmul_gflops, rates_together
+from benchmarks.inference import log, matmul_gflops, rates_together
+from benchmarks.machine import cpu_name, load_average
 from benchmarks.validation_faces import accuracy_interval, mcnemar, validation_part
 
 PRESET = "fer2013-face-resnet"

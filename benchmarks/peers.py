@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.inference import cpu_name, load_average, log
+from benchmarks.inference import log
+from benchmarks.machine import cpu_name, load_average
 from benchmarks.validation_faces import accuracy_interval, mcnemar, validation_part
 
 REPO = Path(__file__).resolve().parents[1]
