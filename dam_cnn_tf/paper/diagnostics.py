@@ -120,8 +120,7 @@ def diagnose_run(run_path, max_samples: int = 256, seed: int = 0) -> dict:
     features = np.asarray(cache.features, dtype="float32")
     labels = np.asarray(cache.labels)
     weights = run / "stage2" / "mpvs_net.weights.h5"
-    num_paths = int(run.read_json("state.json", {}).get("info", {}).get("stage2", {}).get("num_paths",
-                                                                                        config.num_paths))
+    num_paths = int(run.step_info("stage2").get("num_paths", config.num_paths))
     num_classes = len(load_class_names(run.path))
     picked = np.random.default_rng(seed).permutation(len(features))[:max_samples]
     target_index = sample_pair_targets(labels, num_paths, seed=config.seed)[picked]

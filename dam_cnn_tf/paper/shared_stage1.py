@@ -65,7 +65,7 @@ def share_stage1(source: RunDir, target: RunDir, source_config: TrainConfig, tar
     target.path.mkdir(parents=True, exist_ok=True)
     _copy_tree(source / "stage1", target / "stage1", ignore=shutil.ignore_patterns("backup", ".*"))
     share_features(source, target)
-    info = dict(source.read_json("state.json", {}).get("info", {}).get("stage1", {}))
+    info = source.step_info("stage1")
     info["shared_from"] = str(source.path)
     target.write_json("state.json", {"completed": ["stage1"], "info": {"stage1": info}})
     return True

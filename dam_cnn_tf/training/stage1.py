@@ -232,5 +232,4 @@ def kept_description(phase: Phase, kept) -> str:
 def stage1_kept(run: RunDir):
     """``"probe"`` or ``"fine-tuned"``: which state a completed stage 1 of ``run`` kept (None
     for a run completed before this was recorded)."""
-    info = (run.read_json("state.json") or {}).get("info", {}).get("stage1", {})
-    return info.get("kept")
+    return run.step_info("stage1").get("kept")
