@@ -30,7 +30,7 @@ import numpy as np
 
 from benchmarks.inference import log, matmul_gflops, rates_together
 from benchmarks.machine import cpu_name, load_average
-from benchmarks.validation_faces import accuracy_interval, mcnemar, validation_part
+from benchmarks.validation_faces import accuracy_interval, validation_part
 
 PRESET = "fer2013-face-resnet"
 QUANTIZED = ("float16", "dynamic")  # LiteRT's weight quantizations (export_formats.QUANTIZE)
@@ -78,6 +78,7 @@ def main(argv=None) -> None:
     import os
 
     import dam_cnn_tf
+    from dam_cnn_tf.evaluation.baselines import mcnemar
     from dam_cnn_tf.presets import preset_card
     from dam_cnn_tf.presets.light import LightModel, check_faces_images, light_path, make_light_file
 

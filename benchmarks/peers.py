@@ -41,7 +41,7 @@ import numpy as np
 
 from benchmarks.inference import log
 from benchmarks.machine import cpu_name, load_average
-from benchmarks.validation_faces import accuracy_interval, mcnemar, validation_part
+from benchmarks.validation_faces import accuracy_interval, validation_part
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_SCRIPT = REPO / "benchmarks" / "faceapi_expressions.js"
@@ -169,6 +169,8 @@ def figures_of(probabilities: np.ndarray, labels: np.ndarray, class_names) -> di
 
 def paired(right: dict, presets, peers) -> list:
     """McNemar's exact test of each preset against each peer, on the same faces."""
+    from dam_cnn_tf.evaluation.baselines import mcnemar
+
     out = []
     for preset in presets:
         for peer in peers:

@@ -48,17 +48,6 @@ def validation_part(root, input_size: int, val_fraction: float = 0.1, seed: int 
         train_labels=np.asarray(data.labels)[train] if with_train else np.zeros((0,), np.int64))
 
 
-def mcnemar(a_correct, b_correct) -> dict:
-    """McNemar's exact test on paired correctness: faces only A gets right against only B."""
-    from scipy.stats import binomtest
-
-    a_correct, b_correct = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
-    only_a = int(np.sum(a_correct & ~b_correct))
-    only_b = int(np.sum(~a_correct & b_correct))
-    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-    return {"only_first_right": only_a, "only_second_right": only_b, "p_value": p}
-
-
 def accuracy_interval(correct, level: float = 0.95) -> list:
     """Wilson's interval for an accuracy (a proportion of ``correct``)."""
     from scipy.stats import binomtest

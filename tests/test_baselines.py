@@ -168,3 +168,19 @@ def test_the_report_says_on_how_many_folds_stage_1_kept_the_probes_state():
         in crossval_markdown("run", rows, summary)
     tuned = {**summary, "stage1_kept": ["fine-tuned"] * 3}
     assert "probe's state" not in crossval_markdown("run", rows, tuned)
+
+
+def test_mcnemar_counts_the_disagreements_and_their_exact_p():
+    """Face-level paired test: only the faces one model gets right and the other wrong count,
+    and p is the two-sided exact binomial tail, computed here from its terms."""
+    import math
+
+    from dam_cnn_tf.evaluation.baselines import mcnemar
+
+    a = np.array([1, 1, 1, 1, 1, 0, 0, 1, 0, 1], bool)
+    b = np.array([1, 0, 0, 0, 0, 1, 0, 1, 0, 0], bool)
+    result = mcnemar(a, b)
+    assert (result["only_first_right"], result["only_second_right"]) == (5, 1)
+    expected = min(1.0, 2 * sum(math.comb(6, k) for k in range(2)) / 2 ** 6)
+    assert result["p_value"] == pytest.approx(expected)
+    assert mcnemar(a, a)["p_value"] == 1.0

@@ -186,6 +186,18 @@ def paired_difference(accuracies, reference) -> dict:
             "losses": int(((differences < 0) & ~ties).sum()), "p_value": p_value}
 
 
+def mcnemar(a_correct, b_correct) -> dict:
+    """McNemar's exact test on paired correctness, face by face: the faces only A gets right
+    against those only B gets right (two-sided binomial p; 1 when they never disagree)."""
+    from scipy.stats import binomtest
+
+    a_correct, b_correct = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    only_a = int(np.sum(a_correct & ~b_correct))
+    only_b = int(np.sum(~a_correct & b_correct))
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return {"only_first_right": only_a, "only_second_right": only_b, "p_value": p}
+
+
 def below_probe_warning(summary: dict, baselines: dict):
     """One line when the model's mean is below the frozen-feature probe's on the same folds, else None."""
     frozen = baselines.get(FROZEN.key)
