@@ -75,6 +75,7 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     import dam_cnn_tf.models.face_resnet  # noqa: F401  (its layers, for models on that backbone)
     import dam_cnn_tf.models.mpae  # noqa: F401
     import dam_cnn_tf.models.mpvs_net  # noqa: F401
+    import dam_cnn_tf.models.student  # noqa: F401  (Luma, for distilled students)
     import dam_cnn_tf.models.vgg_face  # noqa: F401
     import dam_cnn_tf.optimizers  # noqa: F401  (compile=True)
 

@@ -1,0 +1,91 @@
+"""A distilled student from a recipe file: the data sets, the teacher, the architecture and the
+training budget in one TOML table (e.g. ``examples/configs/fer2013-student.toml``), run into a
+run directory (``model.keras`` as trained, ``history.json``, ``recipe.json``).
+
+    [student]   input_size, widths, convs_per_block, dense_units, dropout, serd
+    [training]  epochs, batch_size, learning_rate, weight_decay, temperature, alpha, seed,
+                max_degrees, max_scale, max_shift
+    teacher = "<preset>"; datasets = ["fer2013", "rafdb"]; val_fraction; select_on = "fer2013"
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, Sequence
+
+import numpy as np
+
+STUDENT_KEYS = ("input_size", "widths", "convs_per_block", "dense_units", "dropout", "serd")
+TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "weight_decay", "temperature", "alpha", "seed",
+                 "max_degrees", "max_scale", "max_shift")
+
+
+class RecipeError(ValueError):
+    """A recipe that misses a table or names an unknown key; one line naming the recipe."""
+
+
+def read_recipe(path) -> dict:
+    """The recipe at ``path`` (TOML), checked for its tables and keys."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RecipeError(f"{path}: unreadable recipe ({error})") from None
+    check_recipe(recipe, str(path))
+    return recipe
+
+
+def check_recipe(recipe: dict, where: str = "recipe") -> None:
+    for key in ("teacher", "datasets", "select_on", "val_fraction", "student", "training"):
+        if key not in recipe:
+            raise RecipeError(f"{where}: no {key!r}")
+    for table, keys in (("student", STUDENT_KEYS), ("training", TRAINING_KEYS)):
+        unknown = set(recipe[table]) - set(keys)
+        if unknown:
+            raise RecipeError(f"{where}: unknown [{table}] keys {sorted(unknown)}; known: {', '.join(keys)}")
+    if recipe["select_on"] not in recipe["datasets"]:
+        raise RecipeError(f"{where}: select_on {recipe['select_on']!r} is not among datasets {recipe['datasets']}")
+
+
+def training_faces(sets: Sequence, names: Sequence[str]) -> tuple:
+    """The training parts (never the validation parts) of the named sets, side by side:
+    faces, labels and teacher probabilities."""
+    chosen = [s for s in sets if s.name in names]
+    faces = np.concatenate([s.faces[s.train] for s in chosen])
+    labels = np.concatenate([s.labels[s.train] for s in chosen])
+    soft = np.concatenate([s.soft[s.train] for s in chosen])
+    return faces, labels, soft
+
+
+def distil(recipe: dict, sets: Sequence, class_names: Sequence[str], run_dir,
+           log: Callable[[str], None] = print) -> Dict:
+    """Train the recipe's student on the training parts of ``sets`` (``DistillationSet``s with
+    their teacher labels), score every validation part after each epoch, save the run."""
+    from dam_cnn_tf.models.student import build_student, student_config
+    from dam_cnn_tf.training.distillation import distillation_targets, train_student
+    from dam_cnn_tf.training.run_dir import atomic_write_json
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "recipe.json", recipe)
+    model = build_student(class_names, **recipe["student"])
+    faces, labels, soft = training_faces(sets, recipe["datasets"])
+    targets = distillation_targets(labels, soft, len(class_names))
+    validation = {s.name: (s.faces[s.val], s.labels[s.val]) for s in sets}
+    figures = student_config(model)
+    log(f"Student: {figures['parameters']:,} parameters, {figures['flops_per_face'] / 1e6:.1f} MFLOP per face; "
+        f"{len(faces):,} training faces ({', '.join(recipe['datasets'])})")
+    start, cpu_start = time.monotonic(), time.process_time()
+    history = train_student(model, faces, targets, validation, backup_dir=run_dir / "backup", log=log,
+                            **recipe["training"])
+    seconds, cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
+    model.save(run_dir / "model.keras")
+    result = {"history": history, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+              "train_faces": {s.name: int(len(s.train)) for s in sets if s.name in recipe["datasets"]},
+              "student": figures}
+    atomic_write_json(run_dir / "history.json", result)
+    return result
