@@ -150,6 +150,8 @@ def measure(entries: dict, batches, rounds: int, calls: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fer-model", type=Path, required=True, help="fer's emotion_model.hdf5")
+    parser.add_argument("--fer-tflite", type=Path, default=None,
+                        help="fer's own emotion_model_quantized.tflite (what fer runs with use_tflite=True), timed too")
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--input-size", type=int, default=48)
     parser.add_argument("--preset", default=None, help="a shipped preset whose light files to time too")
@@ -182,6 +184,10 @@ def main(argv=None) -> None:
             info["fer"][f"{fmt}_bytes"] = path.stat().st_size
             entries[f"fer {fmt}"] = {b: (litert_call(path, b, args.threads) if fmt == "litert" else
                                          onnx_call(path, args.threads), fer_faces[b]) for b in args.batches}
+        if args.fer_tflite:
+            entries["fer-quantized litert"] = {b: (litert_call(args.fer_tflite, b, args.threads), fer_faces[b])
+                                               for b in args.batches}
+            info["fer-quantized"] = dict(info["fer"], litert_bytes=args.fer_tflite.stat().st_size)
         models = {}
         for name in args.candidates:
             models[name] = build_student(names, input_size=args.input_size, **CANDIDATES[name])
@@ -215,7 +221,7 @@ def main(argv=None) -> None:
           f"{args.batches[-1]})   MFLOP/face")
     for name, figures in faces_per_s.items():
         model, runtime = name.rsplit(" ", 1)
-        ratio = figures[str(args.batches[-1])] / faces_per_s[f"fer {runtime}"][str(args.batches[-1])]
+        ratio = figures[str(args.batches[-1])] / faces_per_s.get(f"fer {runtime}", faces_per_s["fer litert"])[str(args.batches[-1])]
         print(f"{name:{width}}  " + "  ".join(f"{figures[str(b)]:>10,.0f}" for b in args.batches)
               + f"   {ratio:6.2f}   {info[model]['flops_per_face'] / 1e6:8.1f}")
     if args.json:

@@ -561,7 +561,7 @@ def build_distilled(name: str, args, parser) -> None:
         "float16_parity": select["float16"],
         "light_files": light,
         "speed": speed,
-        "training": {"seconds": history["seconds"], "cpu_seconds": history["cpu_seconds"], "machine": cpu_name(),
+        "training": {"seconds": history["seconds"], "machine": cpu_name(),
                      "epochs": len(history["history"]["loss"]), "train_faces": history["train_faces"],
                      "history": history["history"]},
         "check_faces": check_faces(shipped, size),
@@ -616,7 +616,9 @@ def distilled_card_markdown(card: dict) -> str:
               f"{r['max_degrees']:g}°, scale up to ±{100 * r['max_scale']:.0f} %, shift up to "
               f"±{100 * r['max_shift']:.0f} % of its side. AdamW (learning rate {r['learning_rate']:g}, one epoch of "
               f"warm-up then cosine decay to 0, weight decay {r['weight_decay']:g}), batches of {r['batch_size']}, "
-              f"{r['epochs']} epochs over " + " and ".join(f"{n} {k}" for k, n in card["training"]["train_faces"].items())
+              f"{r['epochs']} epochs" + (f" per cycle, {r['cycles']} cosine cycles (each later one from "
+                                         f"{r['cycle_peak']:g} of the previous peak)" if r["cycles"] > 1 else "")
+              + " over " + " and ".join(f"{n} {k}" for k, n in card["training"]["train_faces"].items())
               + " training faces; the last epoch's weights are kept (nothing is chosen per epoch).", "",
               f"## Validation on {sel} (the shipped file)", "",
               "| model | accuracy (%) |", "|---|---:|",
@@ -670,8 +672,8 @@ def distilled_card_markdown(card: dict) -> str:
             lines.append(f"| {model_name} | {runtime} | " + " | ".join(f"{x:,.0f}" for x in figures.values()) + " |")
         lines.append("")
     lines += ["## How it was made", "", f"`{card['command']}`", "",
-              f"Training took {t['seconds'] / 60:.0f} min ({t['epochs']} epochs; {t['cpu_seconds'] / 60:.0f} min of "
-              f"CPU time) on {t['machine']}, a shared machine, after the teacher's labels (computed once, kept beside "
+              f"Training took {t['seconds'] / 60:.0f} min ({t['epochs']} epochs, the validation after each included) "
+              f"on {t['machine']}, a machine shared with other work, after the teacher's labels (computed once, kept beside "
               "the run). config.toml (the recipe) and train.log are beside this card, and card.json holds every "
               "figure, the per-epoch validation accuracies included.", "", "## Limits", ""]
     lines += [f"- {limit}" for limit in card["limits"]]

@@ -1,6 +1,7 @@
 """Distillation: the loss against an independent NumPy computation, the softening of a teacher's
 probabilities, the augmentation, and a short fit of a tiny student."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,3 +104,35 @@ def test_a_tiny_student_trains_and_its_history_is_kept(tmp_path):
     assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
     assert len(history["val_val"]) == 2 and 0.0 <= history["val_val"][-1] <= 1.0
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_cosine_cycles_warm_up_decay_and_restart_lower():
+    from dam_cnn_tf.training.distillation import CosineCycles
+
+    schedule = CosineCycles(1e-3, cycle_steps=100, warmup_steps=10, peak_decay=0.5)
+    keras_first = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=90, warmup_target=1e-3, warmup_steps=10)
+    for step in (0, 5, 10, 40, 99):  # the first cycle is Keras' warm-up and cosine decay
+        np.testing.assert_allclose(float(schedule(step)), float(keras_first(step)), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(float(schedule(100)), 5e-4, rtol=1e-5)  # restart at half the peak, no warm-up
+    np.testing.assert_allclose(float(schedule(150)), 2.5e-4, rtol=1e-5)
+    assert float(schedule(199)) < 1e-6
+    np.testing.assert_allclose(float(schedule(200)), 2.5e-4, rtol=1e-5)
+
+
+def test_an_interrupted_run_resumes_and_keeps_its_whole_history(tmp_path):
+    from dam_cnn_tf.training.distillation import read_epochs
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (16, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 7, 16)
+    targets = distillation_targets(labels, rng.dirichlet(np.ones(7), 16), 7)
+    options = dict(validation={"val": (faces[:4], labels[:4])}, batch_size=8, backup_dir=tmp_path / "backup",
+                   record=tmp_path / "epochs.jsonl", log=None)
+
+    def student():
+        return build_student(NAMES, input_size=8, widths=(4, 8), convs_per_block=1, dense_units=(8,))
+
+    train_student(student(), faces, targets, epochs=1, **options)  # "stopped" after its first epoch
+    resumed = train_student(student(), faces, targets, epochs=1, cycles=3, **options)
+    assert len(resumed["loss"]) == 2  # epochs 2 and 3 only: the first came from the backup
+    assert [e["epoch"] for e in read_epochs(tmp_path / "epochs.jsonl")] == [1, 2, 3]

@@ -20,6 +20,7 @@ tf.data input that draws a random mirror image, rotation, scale and shift per fa
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -130,14 +131,17 @@ def training_dataset(faces: np.ndarray, targets: np.ndarray, batch_size: int, se
 
 
 class ValidationAccuracy(keras.callbacks.Callback):
-    """Accuracy on each named validation part after every epoch, logged as ``val_<name>``."""
+    """Accuracy on each named validation part after every epoch, logged as ``val_<name>``; each
+    epoch's figures (and its wall time) are also appended to ``record`` (JSON lines), so the
+    history of a run that was interrupted and resumed is whole."""
 
     def __init__(self, parts: Dict[str, Tuple[np.ndarray, np.ndarray]], batch_size: int = 256,
-                 log: Optional[Callable[[str], None]] = print):
+                 log: Optional[Callable[[str], None]] = print, record=None):
         super().__init__()
         self.parts = parts
         self.batch_size = batch_size
         self.log_fn = log
+        self.record = record
         self.start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -148,28 +152,71 @@ class ValidationAccuracy(keras.callbacks.Callback):
         for name, (faces, labels) in self.parts.items():
             logits = self.model.predict(faces.astype(np.float32), batch_size=self.batch_size, verbose=0)
             logs[f"val_{name}"] = float(np.mean(np.argmax(logits, axis=1) == labels))
+        seconds = time.monotonic() - self.start
+        if self.record is not None:
+            with open(self.record, "a", encoding="utf-8") as out:
+                figures = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+                out.write(json.dumps({"epoch": epoch + 1, **figures, "seconds": round(seconds, 1)}) + "\n")
         if self.log_fn is not None:
-            figures = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if not k.startswith("learning"))
-            self.log_fn(f"epoch {epoch + 1}: {figures} ({time.monotonic() - self.start:.0f} s)")
+            figures = " ".join(f"{k} {float(v):.4f}" for k, v in logs.items() if not k.startswith("learning"))
+            self.log_fn(f"epoch {epoch + 1}: {figures} ({seconds:.0f} s)")
 
 
-def cosine_schedule(learning_rate: float, steps: int, warmup_steps: int):
-    """Linear warm-up to ``learning_rate``, then a cosine decay to zero at ``steps``."""
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup_steps else learning_rate, decay_steps=max(1, steps - warmup_steps), alpha=0.0,
-        warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+def read_epochs(record) -> list:
+    """The epochs ``ValidationAccuracy`` recorded, in order, the last record of an epoch kept
+    (a resumed run may repeat the epoch it was interrupted in)."""
+    epochs = {}
+    with open(record, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                entry = json.loads(line)
+                epochs[entry["epoch"]] = entry
+    return [epochs[k] for k in sorted(epochs)]
+
+
+@keras.saving.register_keras_serializable(package="dam_cnn_tf")
+class CosineCycles(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear warm-up to ``learning_rate`` over ``warmup_steps``, a cosine decay to zero at
+    ``cycle_steps``; each further cycle restarts at ``peak_decay`` times the previous cycle's peak
+    and decays to zero again over ``cycle_steps`` (warm restarts, Loshchilov & Hutter 2017)."""
+
+    def __init__(self, learning_rate: float, cycle_steps: int, warmup_steps: int = 0, peak_decay: float = 1.0):
+        if cycle_steps <= warmup_steps:
+            raise ValueError(f"cycle_steps ({cycle_steps}) must exceed warmup_steps ({warmup_steps})")
+        self.learning_rate = float(learning_rate)
+        self.cycle_steps = int(cycle_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.peak_decay = float(peak_decay)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        cycle = ops.floor(step / self.cycle_steps)
+        within = step - cycle * self.cycle_steps
+        peak = self.learning_rate * ops.power(self.peak_decay, cycle)
+        first = ops.equal(cycle, 0.0)
+        start = ops.where(first, float(self.warmup_steps), 0.0)
+        progress = ops.clip((within - start) / (self.cycle_steps - start), 0.0, 1.0)
+        cosine = peak * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        warming = ops.logical_and(first, within < self.warmup_steps)
+        return ops.where(warming, self.learning_rate * within / max(1, self.warmup_steps), cosine)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "cycle_steps": self.cycle_steps,
+                "warmup_steps": self.warmup_steps, "peak_decay": self.peak_decay}
 
 
 def train_student(model: keras.Model, faces: np.ndarray, targets: np.ndarray, validation: dict, epochs: int,
                   batch_size: int = 128, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
-                  temperature: float = 4.0, alpha: float = 0.9, seed: int = 0, backup_dir=None,
-                  log: Callable[[str], None] = print, **augment_options) -> dict:
+                  temperature: float = 4.0, alpha: float = 0.9, seed: int = 0, cycles: int = 1,
+                  cycle_peak: float = 0.5, backup_dir=None, record=None, log: Callable[[str], None] = print,
+                  **augment_options) -> dict:
     """Distil into ``model`` (a ``build_student`` model, trained in place) from ``faces`` (uint8)
-    and ``targets`` (``distillation_targets``): AdamW with a warm-up and cosine decay over
-    ``epochs``, the last epoch's weights kept. ``validation`` maps names to ``(faces, labels)``,
-    scored after every epoch (nothing is chosen on them here). With ``backup_dir`` an interrupted
-    run resumes from its last whole epoch (``keras.callbacks.BackupAndRestore``).
-    Returns the per-epoch history."""
+    and ``targets`` (``distillation_targets``): AdamW with a one-epoch warm-up and a cosine decay
+    over ``epochs``, repeated ``cycles`` times (each later cycle from ``cycle_peak`` times the
+    previous peak); the last epoch's weights are kept. ``validation`` maps names to
+    ``(faces, labels)``, scored after every epoch (nothing is chosen on them here) and appended
+    to ``record``. With ``backup_dir`` an interrupted run resumes from its last whole epoch
+    (``keras.callbacks.BackupAndRestore``). Returns this call's per-epoch history."""
     from dam_cnn_tf.models.student import logits_model
 
     keras.utils.set_random_seed(seed)
@@ -177,13 +224,14 @@ def train_student(model: keras.Model, faces: np.ndarray, targets: np.ndarray, va
     if steps_per_epoch < 1:
         raise ValueError(f"{len(faces)} training faces for batches of {batch_size}")
     trainable = logits_model(model)
-    schedule = cosine_schedule(learning_rate, steps_per_epoch * epochs, warmup_steps=steps_per_epoch)
+    schedule = CosineCycles(learning_rate, steps_per_epoch * epochs, warmup_steps=steps_per_epoch if epochs > 1 else 0,
+                            peak_decay=cycle_peak)
     trainable.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                       loss=DistillationLoss(temperature, alpha))
-    callbacks = [ValidationAccuracy(validation, log=log)]
+    callbacks = [ValidationAccuracy(validation, log=log, record=record)]
     if backup_dir is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     data = training_dataset(faces, targets, batch_size, seed=seed, **augment_options)
-    history = trainable.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0,
-                            shuffle=False)  # the dataset shuffles
+    history = trainable.fit(data, epochs=epochs * cycles, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                            verbose=0, shuffle=False)  # the dataset shuffles
     return {k: [float(v) for v in values] for k, values in history.history.items()}

@@ -3,15 +3,13 @@ training budget in one TOML table (e.g. ``examples/configs/fer2013-student.toml`
 run directory (``model.keras`` as trained, ``history.json``, ``recipe.json``).
 
     [student]   input_size, widths, convs_per_block, dense_units, dropout, serd
-    [training]  epochs, batch_size, learning_rate, weight_decay, temperature, alpha, seed,
+    [training]  epochs (per cycle), cycles, cycle_peak, batch_size, learning_rate, weight_decay, temperature, alpha, seed,
                 max_degrees, max_scale, max_shift
     kind = "distilled"; teacher = "<preset>"; datasets = ["fer2013", "rafdb"]; val_fraction; select_on = "fer2013"
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Callable, Dict, Sequence
 
@@ -21,7 +19,7 @@ KIND = "distilled"
 # What a recipe leaves out (``resolve_recipe`` fills it in, so a card records every value used).
 STUDENT_DEFAULTS = {"input_size": 48, "widths": [32, 64, 128], "convs_per_block": 2, "dense_units": [256],
                     "dropout": 0.5, "serd": True}
-TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 128, "learning_rate": 2e-3, "weight_decay": 1e-4,
+TRAINING_DEFAULTS = {"epochs": 30, "cycles": 1, "cycle_peak": 0.5, "batch_size": 128, "learning_rate": 2e-3, "weight_decay": 1e-4,
                      "temperature": 4.0, "alpha": 0.9, "seed": 0, "max_degrees": 10.0, "max_scale": 0.1,
                      "max_shift": 0.08}
 STUDENT_KEYS = tuple(STUDENT_DEFAULTS)
@@ -91,7 +89,7 @@ def distil(recipe: dict, sets: Sequence, class_names: Sequence[str], run_dir,
     """Train the recipe's student on the training parts of ``sets`` (``DistillationSet``s with
     their teacher labels), score every validation part after each epoch, save the run."""
     from dam_cnn_tf.models.student import build_student, student_config
-    from dam_cnn_tf.training.distillation import distillation_targets, train_student
+    from dam_cnn_tf.training.distillation import distillation_targets, read_epochs, train_student
     from dam_cnn_tf.training.run_dir import atomic_write_json
 
     run_dir = Path(run_dir)
@@ -104,12 +102,12 @@ def distil(recipe: dict, sets: Sequence, class_names: Sequence[str], run_dir,
     figures = student_config(model)
     log(f"Student: {figures['parameters']:,} parameters, {figures['flops_per_face'] / 1e6:.1f} MFLOP per face; "
         f"{len(faces):,} training faces ({', '.join(recipe['datasets'])})")
-    start, cpu_start = time.monotonic(), time.process_time()
-    history = train_student(model, faces, targets, validation, backup_dir=run_dir / "backup", log=log,
-                            **recipe["training"])
-    seconds, cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
+    train_student(model, faces, targets, validation, backup_dir=run_dir / "backup", record=run_dir / "epochs.jsonl",
+                  log=log, **recipe["training"])
     model.save(run_dir / "model.keras")
-    result = {"history": history, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+    epochs = read_epochs(run_dir / "epochs.jsonl")  # every epoch, those before a resumption too
+    history = {key: [e.get(key) for e in epochs] for key in epochs[-1] if key != "epoch"}
+    result = {"history": history, "seconds": round(sum(e["seconds"] for e in epochs), 1),
               "train_faces": {s.name: int(len(s.train)) for s in sets if s.name in recipe["datasets"]},
               "student": figures}
     atomic_write_json(run_dir / "history.json", result)
