@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.machine import cpu_name
 
 # name -> build_student keyword arguments; "c" = convolutions per block
 CANDIDATES = {
@@ -35,16 +36,6 @@ CANDIDATES = {
     "w24-c122": dict(widths=(24, 48, 96), convs_per_block=(1, 2, 2), dense_units=(256,)),
     "w32-c122": dict(widths=(32, 64, 128), convs_per_block=(1, 2, 2), dense_units=(256,)),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def keras_flops(model) -> int:
@@ -212,7 +203,7 @@ def main(argv=None) -> None:
             if not args.no_keras or name.startswith("preset "):
                 entries[f"{name} keras"] = {b: (keras_call(model), faces[b]) for b in args.batches}
         faces_per_s = measure(entries, args.batches, args.rounds, args.calls)
-    result = {"machine": cpu_name(), "threads": args.threads, "load_average_before": load_before,
+    result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores", "threads": args.threads, "load_average_before": load_before,
               "load_average_after": os.getloadavg()[0], "rounds": args.rounds, "calls": args.calls,
               "models": info, "faces_per_second": faces_per_s}
     width = max(len(n) for n in faces_per_s)

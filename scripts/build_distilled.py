@@ -290,7 +290,7 @@ def distilled_card_markdown(card: dict) -> str:
               "connected head on the salient features; it leaves out MPVS-Net's autoencoder, whose wide layers "
               "(the paper's 4096, our presets' 512-1024 units) and decoders would cost more than the whole "
               "student, and VGG-Face.", ""]
-    r = card["recipe"]["training"]
+    r = card["distillation"]["training"]
     lines += ["## Training", "",
               f"Distillation (Hinton et al. 2015): loss α·T²·KL(p_T ‖ softmax(z/T)) + (1 − α)·CE(y, softmax(z)) "
               f"with T = {r['temperature']:g}, α = {r['alpha']:g}; the teacher's probabilities p are softened as "

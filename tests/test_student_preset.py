@@ -1,6 +1,6 @@
 """The distilled preset shipped inside the package: it loads by name in safe mode, is the files
-its card describes, classifies faces as its card recorded when it was built, and its light files
-(LiteRT, ONNX) give its Keras model's answers within the card's tolerance. No data set is needed."""
+its card describes, classifies faces as its card recorded when it was built, and its light file
+(LiteRT) gives its Keras model's answers within the card's tolerance. No data set is needed."""
 
 import hashlib
 import json
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import dam_cnn_tf
-from dam_cnn_tf import export_formats as ef
+from dam_cnn_tf.presets.light import LightModel
+from dam_cnn_tf.recipes.distilled import distilled_recipe_path
+from dam_cnn_tf.training.distillation_recipe import read_recipe
 from dam_cnn_tf.data.faces import resize_face
 from dam_cnn_tf.data.synthetic import make_synthetic_faces
 from dam_cnn_tf.presets import PRESETS_DIR, available_presets, preset_card
@@ -39,15 +41,15 @@ def _check_faces(size):
 
 def test_the_preset_ships_complete_and_small():
     assert NAME in available_presets()
-    for name in ("model.keras", "model.tflite", "model.onnx", "card.json", "card.md", "classes.json", "config.toml",
-                 "train.log"):
+    for name in ("model.keras", "model.tflite", "card.json", "card.md", "classes.json", "train.log"):
         assert (FOLDER / name).is_file(), name
     assert sum(p.stat().st_size for p in FOLDER.iterdir() if p.is_file()) <= 10_000_000
 
 
 def test_the_files_are_the_ones_the_card_describes(card):
-    entries = [card["file"], *card["light_files"].values()]
-    assert {e["name"] for e in entries} == {"model.keras", "model.tflite", "model.onnx"}
+    entries = [card["file"], card["light"]]
+    assert {e["name"] for e in entries} == {"model.keras", "model.tflite"}
+    assert card["light"]["shipped"] and card["light"]["made_from"] == card["file"]["sha256"]
     for entry in entries:
         data = (FOLDER / entry["name"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"], entry["name"]
@@ -77,19 +79,18 @@ def test_classifies_synthetic_faces_as_recorded_at_build_time(model, card):
     assert first["attention"].shape[1:] == tuple(card["outputs"]["attention"])
 
 
-@pytest.mark.parametrize("fmt", ["litert", "onnx"])
-def test_light_files_match_the_keras_model_within_the_cards_tolerance(model, card, fmt):
-    if fmt == "onnx":
-        pytest.importorskip("onnxruntime", reason='ONNX Runtime needs the onnx extra: pip install ".[onnx]"')
-    entry = card["light_files"][fmt]
-    path = FOLDER / entry["name"]
+def test_the_light_file_matches_the_keras_model_within_the_cards_tolerance(model, card):
     faces = _check_faces(model.input_shape[1])
-    run = ef.litert_runner(path) if fmt == "litert" else ef.onnx_runner(path)
-    got = run(faces)["probabilities"]
+    got = LightModel(FOLDER / card["light"]["name"])(faces)["probabilities"]
     expected = model.predict(faces, verbose=0)["probabilities"]
-    assert np.abs(got - expected).max() <= entry["tolerance"]
+    assert np.abs(got - expected).max() <= card["light"]["tolerance"]
     assert got.argmax(axis=1).tolist() == card["check_faces"]["labels"]
-    assert ef.file_class_names(path) == card["class_names"]
+
+
+def test_the_card_names_the_recipe_it_was_trained_with(card):
+    recipe_file = distilled_recipe_path(NAME)
+    assert card["recipe"]["sha256"] == hashlib.sha256(recipe_file.read_bytes()).hexdigest()
+    assert card["distillation"] == read_recipe(recipe_file)
 
 
 def test_colour_is_read_as_grey(model):
