@@ -181,10 +181,12 @@ class Predictor:
     faces (of one or several images or frames) go to the model per call. ``log`` receives the
     one line said when a preset's light file is made, once, on first use.
     ``align``: ``"auto"`` turns each face so that its eyes sit where they sat in the model's
-    training faces when the model's card records that (``eye_template``) and the detector
-    finds eyes (BlazeFace does, Haar does not); ``True`` insists, ``False`` crops the upright
-    box. ``eye_template`` (a ``detection.align.EyeTemplate`` or its card entry) replaces the
-    card's. The boxes reported stay the detector's.
+    training faces when the model's card records that (``eye_template``) and that it helps
+    (``on_by_default``, measured on its validation faces), and the detector finds eyes
+    (BlazeFace does, Haar does not); ``True`` aligns wherever there is a template and eyes,
+    ``False`` crops the upright box. ``eye_template`` (a ``detection.align.EyeTemplate`` or
+    its card entry) replaces the card's, and is used by ``"auto"``. The boxes reported stay
+    the detector's.
     """
 
     def __init__(self, model: Union[str, os.PathLike], detect: bool = True, margin: float = 0.0,
@@ -218,15 +220,21 @@ class Predictor:
         if align is False:
             return None
         from dam_cnn_tf.detection.align import AlignError, EyeTemplate
-        from dam_cnn_tf.presets import PresetError, card_eye_template
+        from dam_cnn_tf.presets import EYE_TEMPLATE, PresetError, card_eye_template
 
         try:
             if given is not None:
                 template = given if isinstance(given, EyeTemplate) else EyeTemplate.from_dict(given)
+                on_by_default = True
             else:
-                template = card_eye_template(_card_beside(self.model_path))
+                card = _card_beside(self.model_path)
+                template = card_eye_template(card)
+                # Measured on the preset's validation faces (benchmarks/alignment.py --record).
+                on_by_default = bool((card.get(EYE_TEMPLATE) or {}).get("on_by_default"))
         except (AlignError, PresetError) as error:
             raise PredictError(f"eye_template: {error}") from None
+        if align == "auto" and not on_by_default:
+            return None
         finds_eyes = self.detector is not None and callable(getattr(self.detector, "boxes_and_eyes", None))
         if align is True:
             if not self.detect:
