@@ -36,7 +36,6 @@ from dam_cnn_tf.predict_models import (  # noqa: F401  (also importable from her
 )
 from dam_cnn_tf.viz.attention import SCALES, colorize_attention
 
-ALIGN_CHOICES = ("auto", True, False)
 # An aligned crop is cut at the face's own size (then resized as a box's crop), within these sides.
 MIN_ALIGNED_SIDE, MAX_ALIGNED_SIDE = 8, 2048
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})

@@ -12,7 +12,8 @@ it as it finds faces in photos, and takes the median position of each eye, as fr
 face's side. The card's ``eye_template`` entry records the template, how many faces were found,
 the eyes' spread and this command, with ``on_by_default`` false: ``predict`` aligns by default
 only once ``benchmarks/alignment.py --record`` has measured that it helps on the validation
-faces. ``card.md`` is written again. No other preset file changes,
+faces. ``card.md`` is written again. ``scripts/build_preset.py`` writes a card without the entry:
+run this (and the benchmark) again after rebuilding a preset. No other preset file changes,
 so the SHA-256 checks of its files still hold.
 """
 

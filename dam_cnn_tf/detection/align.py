@@ -10,8 +10,6 @@ the border where the crop reaches past the image. NumPy and OpenCV only.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -99,10 +97,3 @@ def crop_bounds(matrix: np.ndarray, side: float, width: int, height: int) -> tup
     x0, y0 = int(np.clip(lo[0], 0, width)), int(np.clip(lo[1], 0, height))
     return x0, y0, max(x0, int(np.clip(hi[0], 0, width))), max(y0, int(np.clip(hi[1], 0, height)))
 
-
-def eyes_of(keypoints: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """The eye centres ``(n, 2, 2)`` of BlazeFace keypoints ``(n, 6, 2)`` (its first two points)."""
-    if keypoints is None:
-        return None
-    keypoints = np.asarray(keypoints, np.float64)
-    return keypoints[:, :2] if keypoints.ndim == 3 and keypoints.shape[1] >= 2 else None
