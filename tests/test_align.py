@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dam_cnn_tf.predict as predict_module
+from benchmarks import alignment as benchmark
 from dam_cnn_tf.data.faces import resize_face
 from dam_cnn_tf.detection import boxes_and_eyes
 from dam_cnn_tf.detection.align import AlignError, EyeTemplate, align_face, crop_bounds, crop_side, eye_transform
@@ -214,7 +215,6 @@ def test_heat_maps_cover_the_turned_square_only():
 
 
 def test_the_shipped_presets_record_their_eye_templates():
-    benchmark = load_script_from(REPO / "benchmarks" / "alignment.py")
     for name in available_presets():
         card = preset_card(name)
         template = eye_template(name)
@@ -229,15 +229,6 @@ def test_the_shipped_presets_record_their_eye_templates():
             assert entry["on_by_default"] == benchmark.helps(figures)
         else:
             assert entry["on_by_default"] is False
-
-
-def load_script_from(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_command_line_option():
@@ -285,3 +276,27 @@ def test_the_measured_template_on_real_training_faces():
     recorded = eye_template(PRESET)
     np.testing.assert_allclose(measured["right_eye"], recorded.right_eye, atol=0.04)
     np.testing.assert_allclose(measured["left_eye"], recorded.left_eye, atol=0.04)
+
+
+def _verdicts(turned, upright):
+    """``benchmarks/alignment.py``'s figures reduced to what its rule reads: (only aligned right, only box right, p)."""
+    return {name: {"aligned_against_box_all": {"only_first_right": a, "only_second_right": b, "p_value": p}}
+            for name, (a, b, p) in (("rotated", turned), ("upright", upright))}
+
+
+def test_the_benchmark_s_rule_for_the_default():
+    helps = benchmark.helps
+    assert helps(_verdicts((165, 53, 1e-14), (50, 44, 0.61)))
+    assert not helps(_verdicts((60, 50, 0.4), (50, 44, 0.61)))  # not significantly better turned
+    assert not helps(_verdicts((165, 53, 1e-14), (20, 60, 1e-5)))  # significantly worse upright
+    assert not helps(_verdicts((53, 165, 1e-14), (50, 44, 0.61)))  # significantly worse turned
+
+
+def test_the_benchmark_s_photos_put_the_face_where_they_say():
+    face = np.zeros((100, 100, 3), np.uint8)
+    face[45:55, 45:55] = 255  # a bright mark at the face's centre
+    photo, centre = benchmark.make_photo(face, 20.0, 1.1, (13.0, -7.0), 200, 400)
+    assert photo.shape == (400, 400, 3) and tuple(centre) == (213.0, 193.0)
+    ys, xs = np.nonzero(photo[..., 0] > 200)
+    assert abs(xs.mean() - centre[0]) < 1 and abs(ys.mean() - centre[1]) < 1
+    assert photo[0, 0, 0] == benchmark.BACKGROUND
