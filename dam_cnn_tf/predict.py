@@ -6,8 +6,8 @@ prepares them (``data.faces``): each box is grown by ``margin`` and resized to t
 input with the same ``resize_face``. Where the model's card records where the eyes sit in its
 training faces (``eye_template``) and the detector finds eyes (BlazeFace), each face is first
 turned and scaled so that its eyes land there (``detection.align``), as in aligned training
-sets; ``align`` chooses. Each face comes back with its class probabilities and SERD's attention mask ``M``
-(Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
+sets; ``align`` chooses. Each face comes back with its class probabilities and SERD's
+attention mask ``M`` (Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
 """
 
 from __future__ import annotations
@@ -529,7 +529,8 @@ def _blend_aligned(out: np.ndarray, face: FacePrediction, alpha: float, colormap
 def draw_predictions(image: np.ndarray, faces: Sequence[FacePrediction], alpha: float = 0.5,
                      colormap: int = cv2.COLORMAP_JET, scale: str = "fixed") -> np.ndarray:
     """The image with each face's attention heat map blended over the region the model saw
-    (Fig. 8; over the turned square for a face aligned by its eyes), the detected box outlined and the label written above it. uint8 RGB."""
+    (Fig. 8; over the turned square for a face aligned by its eyes), the detected box outlined
+    and the label written above it. uint8 RGB."""
     if scale not in SCALES:
         raise PredictError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
     if not 0.0 <= float(alpha) <= 1.0:
