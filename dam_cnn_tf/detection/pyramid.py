@@ -77,9 +77,10 @@ class BlazeFaceDetector:
     """Faces of an RGB ``uint8`` image ``(H, W, 3)``, from ``min_face`` pixels to the whole frame.
 
     Called, it returns ``(n, 4)`` integer ``x, y, w, h`` boxes; ``detect`` returns the
-    ``Detections`` with scores and keypoints, ``boxes_and_eyes`` the boxes with the eyes. ``min_score``: 0.6 by default (``DEFAULT_MIN_SCORE``).
-    ``runtime``: see ``blazeface.BlazeFaceNet``. ``max_input``: the largest side, in network
-    pixels, run in one pass (larger levels are chunked).
+    ``Detections`` with scores and keypoints, ``boxes_and_eyes`` the boxes with the eyes.
+    ``min_score``: 0.6 by default (``DEFAULT_MIN_SCORE``). ``runtime``: see
+    ``blazeface.BlazeFaceNet``. ``max_input``: the largest side, in network pixels, run in one
+    pass (larger levels are chunked).
     """
 
     name = "blazeface"
