@@ -57,7 +57,10 @@ def analyze(image_or_path: Union[str, os.PathLike, np.ndarray], model=None, **op
     0-255 (a float image in 0-1 is refused: multiply it by 255). ``model``: a preset's name, a
     run directory, a ``.keras`` file or a ``Predictor``; the default is
     ``presets.DEFAULT_PRESET``. ``options`` go to ``Predictor`` (``detect``, ``margin``,
-    ``no_face``, ``runtime``, ...). No face found: an empty list.
+    ``no_face``, ``runtime``, ``align``, ...): ``align=False`` crops each detected face's upright
+    box instead of turning it so that its eyes sit where the preset's training faces had them
+    (``"auto"``, the default, aligns where the preset's card says it helps). No face found: an
+    empty list.
     """
     from dam_cnn_tf.data.images import read_image
 

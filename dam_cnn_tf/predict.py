@@ -3,8 +3,11 @@
 Faces are found by ``detection``'s BlazeFace (every face from 40 pixels up, several per
 photo; ``detector("haar")`` is the paper's Viola-Jones, §4.1.1), and cut out as training
 prepares them (``data.faces``): each box is grown by ``margin`` and resized to the model's
-input with the same ``resize_face``. Each face comes back with its class probabilities and SERD's attention mask ``M``
-(Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
+input with the same ``resize_face``. Where the model's card records where the eyes sit in its
+training faces (``eye_template``) and the detector finds eyes (BlazeFace), each face is first
+turned and scaled so that its eyes land there (``detection.align``), as in aligned training
+sets; ``align`` chooses. Each face comes back with its class probabilities and SERD's
+attention mask ``M`` (Eq. 1), which ``draw_predictions`` paints over the image as in Fig. 8.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from dam_cnn_tf.predict_models import (  # noqa: F401  (also importable from her
 )
 from dam_cnn_tf.viz.attention import SCALES, colorize_attention
 
+# An aligned crop is cut at the face's own size (then resized as a box's crop), within these sides.
+MIN_ALIGNED_SIDE, MAX_ALIGNED_SIDE = 8, 2048
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
 
 
@@ -47,7 +52,10 @@ class FacePrediction:
     """One face: ``box`` ``(x, y, w, h)`` as detected (the whole image when ``detected`` is
     false), ``region`` ``(x0, y0, x1, y1)`` the part of the image the model saw (box grown by
     the margin), the predicted ``label`` and ``class_id``, ``probabilities`` per class name and
-    SERD's ``attention`` mask ``(h, w)`` over ``region``."""
+    SERD's ``attention`` mask ``(h, w)`` over ``region``. A face aligned by its eyes has
+    ``alignment``, the ``(2, 3)`` matrix taking image pixels to the square the model saw, as
+    fractions of its side; its ``region`` is the part of the image that the turned square
+    covers, and ``attention`` lies over that square."""
 
     box: tuple
     region: tuple
@@ -56,6 +64,17 @@ class FacePrediction:
     probabilities: dict
     attention: np.ndarray
     detected: bool
+    alignment: Optional[np.ndarray] = None
+
+
+class AlignedRegion(tuple):
+    """``(x0, y0, x1, y1)``, the part of the image an aligned crop covers, with the crop's
+    ``matrix`` (image pixels to crop pixels) and ``side`` (the crop's side, in pixels)."""
+
+    def __new__(cls, bounds, matrix: np.ndarray, side: int):
+        region = super().__new__(cls, (int(v) for v in bounds))
+        region.matrix, region.side = np.asarray(matrix, np.float64), int(side)
+        return region
 
 
 @dataclasses.dataclass
@@ -160,18 +179,28 @@ class Predictor:
     ``presets.light``), ``"light"`` insists on it, ``"keras"`` runs the Keras model. ``batch_size``
     faces (of one or several images or frames) go to the model per call. ``log`` receives the
     one line said when a preset's light file is made, once, on first use.
+    ``align``: ``"auto"`` turns each face so that its eyes sit where they sat in the model's
+    training faces when the model's card records that (``eye_template``) and that it helps
+    (``on_by_default``, measured on its validation faces), and the detector finds eyes
+    (BlazeFace does, Haar does not); ``True`` aligns wherever there is a template and eyes,
+    ``False`` crops the upright box. ``eye_template`` (a ``detection.align.EyeTemplate`` or
+    its card entry) replaces the card's, and is used by ``"auto"``. The boxes reported stay
+    the detector's.
     """
 
     def __init__(self, model: Union[str, os.PathLike], detect: bool = True, margin: float = 0.0,
                  no_face: str = "skip", *, detector: Optional[Callable] = None,
                  class_names: Optional[Sequence[str]] = None, max_pixels: Optional[int] = None,
-                 batch_size: int = 32, runtime: str = "auto", log: Optional[Callable[[str], None]] = None):
+                 batch_size: int = 32, runtime: str = "auto", log: Optional[Callable[[str], None]] = None,
+                 align: Union[str, bool] = "auto", eye_template=None):
         if no_face not in NO_FACE_CHOICES:
             raise PredictError(f"no_face must be one of {', '.join(map(repr, NO_FACE_CHOICES))}, got {no_face!r}")
         if not np.isfinite(margin) or margin < 0:
             raise PredictError(f"margin must be a non-negative number, got {margin!r}")
         if batch_size < 1:
             raise PredictError(f"batch_size must be positive, got {batch_size!r}")
+        if not (align is True or align is False or (isinstance(align, str) and align == "auto")):
+            raise PredictError(f"align must be 'auto', True or False, got {align!r}")
         self.opened = open_model(model, runtime, log)
         self.model_path, self.model, self.runtime = self.opened.model_path, self.opened.keras_model, self.opened.runtime
         num_classes = self.opened.num_classes
@@ -183,6 +212,44 @@ class Predictor:
         self.detect, self.margin, self.no_face = detect, float(margin), no_face
         self.detector = _make_detector(detector) if detect else None
         self.max_pixels, self.batch_size = max_pixels, batch_size
+        self.eye_template = self._eye_template(align, eye_template)
+
+    def _eye_template(self, align, given):
+        """The template faces are aligned with, or None when they are cropped upright."""
+        if align is False:
+            return None
+        from dam_cnn_tf.detection.align import AlignError, EyeTemplate
+        from dam_cnn_tf.presets import EYE_TEMPLATE, PresetError, card_eye_template
+
+        try:
+            if given is not None:
+                template = given if isinstance(given, EyeTemplate) else EyeTemplate.from_dict(given)
+                on_by_default = True
+            else:
+                card = _card_beside(self.model_path)
+                template = card_eye_template(card)
+                # Measured on the preset's validation faces (benchmarks/alignment.py --record).
+                on_by_default = bool((card.get(EYE_TEMPLATE) or {}).get("on_by_default"))
+        except (AlignError, PresetError) as error:
+            raise PredictError(f"eye_template: {error}") from None
+        if align == "auto" and not on_by_default:
+            return None
+        finds_eyes = self.detector is not None and callable(getattr(self.detector, "boxes_and_eyes", None))
+        if align is True:
+            if not self.detect:
+                raise PredictError("align=True aligns detected faces: it cannot be combined with detect=False")
+            if template is None:
+                raise PredictError(f"align=True: model {self.model_path} records no eye template "
+                                   "(its card's eye_template); give eye_template")
+            if not finds_eyes:
+                raise PredictError(f"align=True: the detector {getattr(self.detector, 'name', self.detector)!r} "
+                                   "does not locate eyes (BlazeFace does)")
+        return template if finds_eyes else None
+
+    @property
+    def align(self) -> bool:
+        """Whether detected faces are aligned by their eyes."""
+        return self.eye_template is not None
 
     # -- one image ---------------------------------------------------------------------------
 
@@ -193,12 +260,28 @@ class Predictor:
         whole = ((0, 0, width, height), (0, 0, width, height), False)
         if self.detector is None:
             return [whole]
-        boxes = np.asarray(self.detector(rgb)).reshape(-1, 4)
+        from dam_cnn_tf.detection import boxes_and_eyes
+
+        if self.eye_template is not None:
+            boxes, eyes = boxes_and_eyes(self.detector, rgb)
+        else:
+            boxes, eyes = np.asarray(self.detector(rgb)).reshape(-1, 4), None
         if not len(boxes):
             return [whole] if self.no_face == "whole" else []
         order = np.lexsort((boxes[:, 1], boxes[:, 0]))
-        return [(tuple(int(v) for v in boxes[i]), expand_box(boxes[i], self.margin, width, height), True)
+        return [(tuple(int(v) for v in boxes[i]),
+                 expand_box(boxes[i], self.margin, width, height) if eyes is None
+                 else self.aligned_region(eyes[i], width, height), True)
                 for i in order]
+
+    def aligned_region(self, eyes, width: int, height: int) -> AlignedRegion:
+        """The region of a face whose eye centres are ``eyes`` (``(2, 2)``, right eye first): the
+        square the eye template frames around them, grown by the margin, at the face's own size."""
+        from dam_cnn_tf.detection.align import crop_bounds, crop_side, eye_transform
+
+        side = int(np.clip(round(crop_side(eyes, self.eye_template, self.margin)), MIN_ALIGNED_SIDE, MAX_ALIGNED_SIDE))
+        matrix = eye_transform(eyes, self.eye_template, side, self.margin)
+        return AlignedRegion(crop_bounds(matrix, side, width, height), matrix, side)
 
     def min_face_side(self, height: int, width: int) -> Optional[int]:
         """The side of the smallest face the detector looks for in an image of this size;
@@ -207,7 +290,12 @@ class Predictor:
         return int(side(height, width)) if callable(side) else None
 
     def crop(self, rgb: np.ndarray, region: tuple) -> np.ndarray:
-        """The model's input for one face: the region, resized as training's ``resize_face`` does."""
+        """The model's input for one face: the region, resized as training's ``resize_face`` does
+        (an ``AlignedRegion`` is warped upright at its own size first)."""
+        if isinstance(region, AlignedRegion):
+            square = cv2.warpAffine(rgb, region.matrix, (region.side, region.side), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            return resize_face(square, self.input_size)
         x0, y0, x1, y1 = region
         return resize_face(rgb[y0:y1, x0:x1], self.input_size)
 
@@ -241,8 +329,14 @@ class Predictor:
             faces.append(FacePrediction(
                 box=box, region=tuple(int(v) for v in region), label=self.class_names[class_id], class_id=class_id,
                 probabilities={n: float(p) for n, p in zip(self.class_names, probs)}, attention=mask,
-                detected=detected))
+                detected=detected, alignment=self._input_matrix(region)))
         return faces
+
+    def _input_matrix(self, region) -> Optional[np.ndarray]:
+        """An aligned region's matrix to fractions of its square's side; None for an upright crop."""
+        if not isinstance(region, AlignedRegion):
+            return None
+        return region.matrix / region.side
 
     # -- files -------------------------------------------------------------------------------
 
@@ -378,6 +472,19 @@ class Predictor:
         return report
 
 
+def _card_beside(model_path) -> dict:
+    """The model card (``card.json``) beside a model file, as a preset has; ``{}`` without one."""
+    import json
+
+    from dam_cnn_tf.presets import CARD_FILE
+
+    path = Path(model_path).parent / CARD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise PredictError(f"{path}: unreadable model card ({error})") from None
+
+
 def as_rgb_uint8(image) -> np.ndarray:
     """An RGB ``uint8`` image from an RGB or grey one, ``uint8`` or float in 0-255; ``PredictError``
     for other types and shapes, and for a float image in 0-1 (see ``input_range``)."""
@@ -400,16 +507,39 @@ def _refuse_unit_range(array: np.ndarray, what: str) -> None:
         raise PredictError(f"{what}: {unit_range_message(largest)}")
 
 
+def _blend_aligned(out: np.ndarray, face: FacePrediction, alpha: float, colormap: int, scale: str) -> None:
+    """Blend an aligned face's heat map over the turned square the model saw, turned back onto the image."""
+    x0, y0, x1, y1 = face.region
+    if x1 <= x0 or y1 <= y0:
+        return
+    side = max(x1 - x0, y1 - y0)
+    heat = colorize_attention(face.attention, (side, side), colormap, scale)
+    # Region pixels to the square's: ``alignment`` takes image pixels to fractions of its side.
+    to_square = np.diag([side, side]) @ face.alignment
+    to_square[:, 2] += to_square[:, :2] @ np.array([x0, y0], np.float64)
+    size = (x1 - x0, y1 - y0)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    turned = cv2.warpAffine(heat, to_square, size, flags=flags)
+    inside = cv2.warpAffine(np.ones((side, side), np.uint8), to_square, size, flags=flags).astype(bool)
+    part = out[y0:y1, x0:x1]
+    blended = cv2.addWeighted(part, 1.0 - alpha, turned, alpha, 0.0)
+    part[inside] = blended[inside]
+
+
 def draw_predictions(image: np.ndarray, faces: Sequence[FacePrediction], alpha: float = 0.5,
                      colormap: int = cv2.COLORMAP_JET, scale: str = "fixed") -> np.ndarray:
     """The image with each face's attention heat map blended over the region the model saw
-    (Fig. 8), the detected box outlined and the label written above it. uint8 RGB."""
+    (Fig. 8; over the turned square for a face aligned by its eyes), the detected box outlined
+    and the label written above it. uint8 RGB."""
     if scale not in SCALES:
         raise PredictError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
     if not 0.0 <= float(alpha) <= 1.0:
         raise PredictError(f"alpha must lie in [0, 1], got {alpha!r}")
     out = np.array(image, dtype=np.uint8, copy=True)
     for face in faces:
+        if face.alignment is not None:
+            _blend_aligned(out, face, alpha, colormap, scale)
+            continue
         x0, y0, x1, y1 = face.region
         if x1 <= x0 or y1 <= y0:
             continue

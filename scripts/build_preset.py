@@ -412,6 +412,7 @@ def card_markdown(card: dict) -> str:
               f"holds every figure and the plan the run followed (the recipe `{card['recipe']['name']}`, "
               f"dam_cnn_tf/recipes/{card['recipe']['name']}.toml, SHA-256 `{card['recipe']['sha256'][:16]}…`).", ""]
     lines += light_markdown(card)
+    lines += eye_template_markdown(card)
     lines += ["## Limits", ""]
     lines += [f"- {limit}" for limit in card["limits"]]
     lines += ["", "## Licence", "", card["licence"] + ".", ""]
@@ -436,6 +437,23 @@ def light_markdown(card: dict) -> list:
             f"{parity['max_abs_probability_difference']:.2g} at most (same prediction for "
             f"{100 * parity['same_prediction']:.0f} %); a file made on first use is checked the same way, within "
             f"{light['tolerance']:.2g}.", *light_validation_markdown(light.get("validation")), ""]
+
+
+def eye_template_markdown(card: dict) -> list:
+    """The card's paragraph on where the eyes sit in the training faces, if it records that."""
+    entry = card.get("eye_template")
+    if not entry:
+        return []
+    (rx, ry), (lx, ly) = entry["right_eye"], entry["left_eye"]
+    lines = ["## Eye template", "",
+             f"In the training faces the right eye's centre sits at ({rx:.3f}, {ry:.3f}) and the left eye's at "
+             f"({lx:.3f}, {ly:.3f}) of the face's side (x, y; medians over the {entry['faces_found']} faces BlazeFace "
+             f"found among {entry['faces_measured']}: {entry['how'].split('; ')[0]}; `{entry['command']}`). "
+             "`predict` (`--align`) can turn and scale each detected face so that its eyes land there."]
+    measured = entry.get("validation")
+    if measured:
+        lines[-1] += " " + measured["summary"]
+    return lines + [""]
 
 
 def light_validation_markdown(measured) -> list:

@@ -126,7 +126,7 @@ def _report(report: PredictionReport, files, no_face: str, output) -> None:
 
 def _check_options(ctx, no_detect, output, heatmaps):
     if no_detect:
-        for name in ("margin", "no_face", "detector_name", "min_face"):
+        for name in ("margin", "no_face", "detector_name", "min_face", "align"):
             if ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
                 option = {"detector_name": "detector"}.get(name, name).replace("_", "-")
                 raise click.ClickException(f"--{option} applies to detected faces; "
@@ -197,12 +197,17 @@ def split_model_argument(arguments) -> tuple:
               help="Predict on frames 0, N, 2N, … of video inputs.")
 @click.option("--on-bad", type=click.Choice(("skip", "error")), default="skip", show_default=True,
               help="Unreadable image or video: report it and go on, or stop.")
+@click.option("--align/--no-align", default=None,
+              help="Turn and scale each detected face so that its eyes sit where they sat in the model's training "
+                   "faces (the eye template on its card) before the model reads it; --no-align crops the upright "
+                   "box. Default: as the card says (on for a preset whose card turns it on, measured on its "
+                   "validation faces; docs/detection.md). Needs eyes from the detector (blazeface).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
               help="auto: a preset's light file (LiteRT, no TensorFlow to start) where its card lists one, "
                    "else the Keras model; light or keras to insist on one.")
 @click.pass_context
 def predict(ctx, arguments, fmt, output, heatmaps, heatmap_scale, no_detect, detector_name, min_face, margin,
-            no_face, every_n_frames, on_bad, runtime):
+            no_face, every_n_frames, on_bad, align, runtime):
     """Predict the expression of each face in INPUTS with the DAM-CNN MODEL.
 
     MODEL is a preset's name (damcnn-tf presets), a training run directory or a model.keras
@@ -225,7 +230,8 @@ def predict(ctx, arguments, fmt, output, heatmaps, heatmap_scale, no_detect, det
         files = expand_inputs(inputs)
         face_detector = None if no_detect else detector(detector_name, min_face=min_face)
         predictor = Predictor(model, detect=not no_detect, margin=margin, no_face=no_face, detector=face_detector,
-                              runtime=runtime, log=lambda line: click.echo(line, err=True))
+                              runtime=runtime, log=lambda line: click.echo(line, err=True),
+                              align="auto" if align is None else align)
     except (PredictError, DetectorError) as err:
         raise click.ClickException(str(err)) from None
     report = PredictionReport()

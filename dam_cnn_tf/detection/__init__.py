@@ -3,13 +3,18 @@
 
 Every detector is a callable taking an RGB ``uint8`` image ``(H, W, 3)`` and returning an
 integer ``(n, 4)`` array of ``x, y, w, h`` boxes, and says through ``min_face_side(height,
-width)`` how small a face it looks for. Importing this package, and running either detector,
-needs neither TensorFlow nor Keras. See docs/detection.md for what each finds and costs.
+width)`` how small a face it looks for. A detector that also locates the eyes (BlazeFace) has
+a ``boxes_and_eyes`` method; ``boxes_and_eyes`` here asks any detector, so that faces can be
+aligned (``detection.align``) where the eyes are known. Importing this package, and running
+either detector, needs neither TensorFlow nor Keras. See docs/detection.md for what each finds
+and costs.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
+
+import numpy as np
 
 DEFAULT_DETECTOR = "blazeface"
 DETECTOR_NAMES = ("blazeface", "haar")
@@ -41,3 +46,16 @@ def detector(name: str = DEFAULT_DETECTOR, min_face: Optional[float] = None, **k
         if isinstance(err, DetectorError):
             raise
         raise DetectorError(f"{name} detector: {err}") from None
+
+
+def boxes_and_eyes(find_faces: Callable, rgb) -> tuple:
+    """``(boxes (n, 4) x, y, w, h, eyes (n, 2, 2) or None)`` from any detector: its
+    ``boxes_and_eyes`` method where it has one, else its boxes alone (Haar, a custom callable)."""
+    method = getattr(find_faces, "boxes_and_eyes", None)
+    if callable(method):
+        boxes, eyes = method(rgb)
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        if eyes is not None:
+            eyes = np.asarray(eyes, np.float64).reshape(len(boxes), 2, 2)
+        return boxes, eyes
+    return np.asarray(find_faces(rgb)).reshape(-1, 4), None

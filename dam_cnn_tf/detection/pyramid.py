@@ -77,9 +77,10 @@ class BlazeFaceDetector:
     """Faces of an RGB ``uint8`` image ``(H, W, 3)``, from ``min_face`` pixels to the whole frame.
 
     Called, it returns ``(n, 4)`` integer ``x, y, w, h`` boxes; ``detect`` returns the
-    ``Detections`` with scores and keypoints. ``min_score``: 0.6 by default (``DEFAULT_MIN_SCORE``).
-    ``runtime``: see ``blazeface.BlazeFaceNet``. ``max_input``: the largest side, in network
-    pixels, run in one pass (larger levels are chunked).
+    ``Detections`` with scores and keypoints, ``boxes_and_eyes`` the boxes with the eyes.
+    ``min_score``: 0.6 by default (``DEFAULT_MIN_SCORE``). ``runtime``: see
+    ``blazeface.BlazeFaceNet``. ``max_input``: the largest side, in network pixels, run in one
+    pass (larger levels are chunked).
     """
 
     name = "blazeface"
@@ -107,6 +108,13 @@ class BlazeFaceDetector:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         rgb = np.asarray(rgb)
         return self.detect(rgb).xywh(rgb.shape[1], rgb.shape[0])
+
+    def boxes_and_eyes(self, rgb: np.ndarray) -> tuple:
+        """``(boxes, eyes)``: the boxes the detector returns when called, and each face's eye
+        centres ``(n, 2, 2)`` (right eye, left eye; ``x, y`` in pixels), for ``detection.align``."""
+        rgb = np.asarray(rgb)
+        found = self.detect(rgb)
+        return found.xywh(rgb.shape[1], rgb.shape[0]), np.asarray(found.keypoints[:, :2], np.float64)
 
     def detect(self, rgb: np.ndarray) -> Detections:
         rgb = np.asarray(rgb)

@@ -9,7 +9,8 @@ it):
   command reads like a run directory;
 * ``card.md`` and ``card.json``: the model card (data and split, command, recipe and plan,
   validation figures next to the baselines, training time and machine, limits, licences, the
-  SHA-256 of ``model.keras``);
+  SHA-256 of ``model.keras``), and where it has one, the ``eye_template`` that ``predict``
+  aligns detected faces with (``detection.align``);
 * ``train.log``: the log of the run that made it (``card.json`` names its recipe in
   ``dam_cnn_tf/recipes/`` with the file's SHA-256, and holds the plan the run followed);
 * optionally a light file, ``model.tflite`` or ``model.onnx``, made from ``model.keras`` and
@@ -32,6 +33,7 @@ from typing import Optional
 PRESETS_DIR = Path(__file__).resolve().parent
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
+EYE_TEMPLATE = "eye_template"  # the card's entry that predict aligns faces with (detection.align)
 # The preset that predict, evaluate and analyze use when no model is named: the best shipped one.
 DEFAULT_PRESET = "fer2013-face-resnet"
 REINSTALL = "pip install --force-reinstall dam-cnn-tf"
@@ -66,6 +68,25 @@ def preset_card(name: str) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise PresetError(f"{path}: unreadable model card ({error})") from None
+
+
+def card_eye_template(card: dict):
+    """The ``detection.align.EyeTemplate`` a card records (``eye_template``: where the eyes sit
+    in the training faces, written by ``scripts/measure_eye_template.py``), or None."""
+    entry = card.get(EYE_TEMPLATE)
+    if not entry:
+        return None
+    from dam_cnn_tf.detection.align import AlignError, EyeTemplate
+
+    try:
+        return EyeTemplate.from_dict(entry)
+    except AlignError as error:
+        raise PresetError(f"{card.get('name', 'preset')}: {CARD_FILE}'s {EYE_TEMPLATE}: {error}") from None
+
+
+def eye_template(name: str):
+    """Where the eyes sit in preset ``name``'s training faces (``card_eye_template``), or None."""
+    return card_eye_template(preset_card(name))
 
 
 def model_folder(model) -> Path | None:
