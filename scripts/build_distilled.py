@@ -80,6 +80,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     from dam_cnn_tf.presets import preset_dir
     from dam_cnn_tf.presets.packing import sha256_of
     from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
+    from dam_cnn_tf.training.distillation_recipe import teacher_of
     from dam_cnn_tf.training.teacher_labels import teacher_fingerprint, teacher_probabilities
 
     paths = {recipe["select_on"]: args.data}
@@ -95,22 +96,32 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     for name, path in paths.items():
         if not Path(path).is_dir():
             parser.error(f"data set {name}: {path} is not a folder")
-    teacher_file = preset_dir(recipe["teacher"]) / "model.keras"
-    teacher_card = json.loads((preset_dir(recipe["teacher"]) / "card.json").read_text(encoding="utf-8"))
+    cards = {name: json.loads((preset_dir(name) / "card.json").read_text(encoding="utf-8"))
+             for name in {teacher_of(recipe, d) for d in recipe["datasets"]}}
+    teacher_card = cards[teacher_of(recipe, recipe["select_on"])]
     class_names = tuple(teacher_card["class_names"])
-    size = int(teacher_card["input_shape"][0])
-    fingerprint = teacher_fingerprint(sha256_of(teacher_file), size, class_names)
-    sets = [load_distillation_set(name, paths[name], recipe["student"]["input_size"], recipe["val_fraction"],
-                                  recipe["training"].get("seed", 0)) for name in recipe["datasets"]]
-    teacher = []
+    for name, card in cards.items():
+        if tuple(card["class_names"]) != class_names:
+            parser.error(f"teacher {name}: classes {card['class_names']} differ from {list(class_names)}")
+    fingerprints = {d: teacher_fingerprint(sha256_of(preset_dir(teacher_of(recipe, d)) / "model.keras"),
+                                           int(cards[teacher_of(recipe, d)]["input_shape"][0]), class_names)
+                    for d in recipe["datasets"]}
+    seed = recipe["training"].get("seed", 0)
+    sets = [load_distillation_set(name, paths[name], recipe["student"]["input_size"], recipe["val_fraction"], seed)
+            for name in recipe["datasets"]]
+    teachers = {}
 
-    def predict(faces):
-        if not teacher:
-            teacher.append(dam_cnn_tf.from_preset(recipe["teacher"]))
-        model = teacher[0]
+    def predict(data):
+        """The data set's teacher on its faces read at the teacher's own size (not enlarged back
+        from the student's: a colour 100x100 face keeps its detail for a 150x150 teacher)."""
+        name = teacher_of(recipe, data.name)
+        if name not in teachers:
+            teachers[name] = dam_cnn_tf.from_preset(name)
+        model, size = teachers[name], int(cards[name]["input_shape"][0])
+        faces = load_distillation_set(data.name, paths[data.name], size, recipe["val_fraction"], seed).faces
         return teacher_probabilities(lambda b: model(b, training=False)["probabilities"].numpy(), faces, size)
 
-    attach_teacher_labels(sets, args.teacher_labels or args.run_dir / "teacher", fingerprint, class_names, predict,
+    attach_teacher_labels(sets, args.teacher_labels or args.run_dir / "teacher", fingerprints, class_names, predict,
                           log=log)
     return sets, class_names, teacher_card
 

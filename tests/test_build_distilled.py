@@ -18,7 +18,8 @@ from dam_cnn_tf.presets.packing import sha256_of
 from dam_cnn_tf.recipes import distilled as distilled_recipes
 from dam_cnn_tf.recipes.distilled import distilled_recipe_path
 from dam_cnn_tf.training.distillation_data import DistillationSet, load_distillation_set
-from dam_cnn_tf.training.distillation_recipe import RecipeError, check_recipe, read_recipe, training_faces
+from dam_cnn_tf.training.distillation_recipe import (RecipeError, check_recipe, read_recipe, teacher_of,
+                                                     training_faces)
 
 from cli_helpers import synthetic_folder
 
@@ -81,6 +82,16 @@ def test_shipped_recipe_is_valid():
         check_recipe({k: v for k, v in recipe.items() if k != "kind"})
 
 
+def test_each_data_set_may_have_its_own_teacher():
+    recipe = read_recipe(distilled_recipe_path("fer2013-student"))
+    assert teacher_of(recipe, recipe["select_on"]) == recipe["teacher"]
+    own = dict(recipe, teachers={"rafdb": "rafdb-face-resnet"})
+    check_recipe(own)
+    assert (teacher_of(own, "rafdb"), teacher_of(own, "fer2013")) == ("rafdb-face-resnet", recipe["teacher"])
+    with pytest.raises(RecipeError, match=r"\[teachers\] names \['ckplus'\]"):
+        check_recipe(dict(recipe, teachers={"ckplus": "rafdb-face-resnet"}))
+
+
 def test_training_faces_never_include_a_validation_face():
     faces = np.arange(10)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
     labels = np.arange(10) % 2
@@ -122,7 +133,7 @@ def test_build_distils_packs_and_describes_a_student(tmp_path, monkeypatch):
     assert card["data"]["datasets"]["faces"]["train_faces"] == len(probe.train)
     assert card["training"]["train_faces"] == {"faces": len(probe.train)}  # the validation part stays out
     assert card["validation"]["num_samples"] == len(probe.val)
-    assert (run / "teacher" / "faces-16.npz").is_file()  # the teacher's labels, kept for the next build
+    assert len(list((run / "teacher").glob("faces-16-*.npz"))) == 1  # the teacher's labels, kept for the next build
     assert (folder / "card.md").read_text().startswith("# Preset `tiny-student`")
     for name in ("classes.json", "train.log"):
         assert (folder / name).is_file()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -47,17 +47,21 @@ def load_distillation_set(name: str, path, input_size: int, val_fraction: float 
                            np.asarray(split.val, np.int64), tuple(data.class_names))
 
 
-def attach_teacher_labels(sets: Sequence[DistillationSet], cache_dir, teacher: str, class_names: Sequence[str],
-                          predict: Callable[[np.ndarray], np.ndarray], log: Callable[[str], None] = print) -> None:
-    """Give every set its teacher labels (``soft``), from ``cache_dir/<name>-<size>.npz`` when
-    that file holds them for these faces and this teacher, else computed by ``predict`` and stored."""
+def attach_teacher_labels(sets: Sequence[DistillationSet], cache_dir, teachers: Mapping[str, str],
+                          class_names: Sequence[str], predict: Callable[[DistillationSet], np.ndarray],
+                          log: Callable[[str], None] = print) -> None:
+    """Give every set its teacher's labels (``soft``). ``teachers`` maps each set's name to its
+    teacher's fingerprint (``teacher_fingerprint``): each data set may have its own teacher, the
+    shipped preset trained on it. The labels come from ``cache_dir/<name>-<size>-<teacher>.npz``
+    when that file holds them for these faces and this teacher, else from ``predict(set)``, stored."""
     for data in sets:
         if tuple(data.class_names) != tuple(class_names):
             raise ValueError(f"{data.name}: classes {data.class_names} differ from the teacher's {tuple(class_names)}")
-        path = Path(cache_dir) / f"{data.name}-{data.faces.shape[1]}.npz"
+        teacher = teachers[data.name]
+        path = Path(cache_dir) / f"{data.name}-{data.faces.shape[1]}-{teacher[:12]}.npz"
 
-        def compute(data=data):
+        def compute(data=data, path=path):
             log(f"Teacher labels for {len(data.faces)} {data.name} faces (once; kept in {path.name})")
-            return predict(data.faces)
+            return predict(data)
 
         data.soft = cached_teacher_labels(path, data.faces, teacher, class_names, compute)

@@ -6,6 +6,7 @@ run directory (``model.keras`` as trained, ``history.json``, ``recipe.json``).
     [training]  epochs (per cycle), cycles, cycle_peak, batch_size, learning_rate, weight_decay, temperature, alpha, seed,
                 max_degrees, max_scale, max_shift
     kind = "distilled"; teacher = "<preset>"; datasets = ["fer2013", "rafdb"]; val_fraction; select_on = "fer2013"
+    [teachers]  (optional) a data set's own teacher, e.g. rafdb = "rafdb-face-resnet"; the others use ``teacher``
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def check_recipe(recipe: dict, where: str = "recipe") -> None:
             raise RecipeError(f"{where}: unknown [{table}] keys {sorted(unknown)}; known: {', '.join(keys)}")
     if recipe["select_on"] not in recipe["datasets"]:
         raise RecipeError(f"{where}: select_on {recipe['select_on']!r} is not among datasets {recipe['datasets']}")
+    others = set(recipe.get("teachers", {})) - set(recipe["datasets"])
+    if others:
+        raise RecipeError(f"{where}: [teachers] names {sorted(others)}, not among datasets {recipe['datasets']}")
+
+
+def teacher_of(recipe: dict, dataset: str) -> str:
+    """The preset that labels ``dataset``'s faces: its entry in ``[teachers]``, else ``teacher``
+    (the one whose validation figures the student stands beside)."""
+    return recipe.get("teachers", {}).get(dataset, recipe["teacher"])
 
 
 def training_faces(sets: Sequence, names: Sequence[str]) -> tuple:
