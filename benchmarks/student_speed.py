@@ -62,7 +62,7 @@ def keras_flops(model) -> int:
     return int(total)
 
 
-def _plain_export(model, path: Path, fmt: str) -> Path:
+def plain_export(model, path: Path, fmt: str) -> Path:
     """A single-output Keras model (fer's) as a LiteRT or ONNX file."""
     import tensorflow as tf
 
@@ -171,7 +171,7 @@ def main(argv=None) -> None:
         info["fer"] = {"input": list(fer_shape), "parameters": int(fer.count_params()), "flops_per_face": keras_flops(fer)}
         entries["fer keras"] = {b: (keras_call(fer), fer_faces[b]) for b in args.batches}
         for fmt, suffix in (("litert", ".tflite"), ("onnx", ".onnx")):
-            path = _plain_export(fer, tmp / f"fer{suffix}", fmt)
+            path = plain_export(fer, tmp / f"fer{suffix}", fmt)
             info["fer"][f"{fmt}_bytes"] = path.stat().st_size
             entries[f"fer {fmt}"] = {b: (litert_call(path, b, args.threads) if fmt == "litert" else
                                          onnx_call(path, args.threads), fer_faces[b]) for b in args.batches}

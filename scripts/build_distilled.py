@@ -31,8 +31,8 @@ DISTILLED_PRESETS = {
     "fer2013-student": {
         "kind": "distilled",
         "description": ("A small DAM-CNN (three convolution blocks, SERD on the last map, one fully connected layer) "
-                        "distilled from the fer2013-face-resnet preset on FER2013 and RAF-DB (7 expressions, in the "
-                        "wild), for fast inference on a CPU"),
+                        "distilled from the fer2013-face-resnet and rafdb-face-resnet presets on FER2013 and RAF-DB (7 "
+                        "expressions, in the wild), for fast inference on a CPU"),
         "datasets": {
             "fer2013": "FER2013's training set (Kaggle's class folders: 28,709 grey 48x48 faces)",
             "rafdb": "RAF-DB basic's training part (12,271 colour 100x100 aligned faces), read as grey and shrunk to "
@@ -42,11 +42,13 @@ DISTILLED_PRESETS = {
                   "as grey (BT.601 luma), as FER2013's faces were; one pass, no mirror average"),
         "licence": ("weights: trained on FER2013 (Goodfellow et al., 2013; distributed for research through Kaggle) and "
                     "RAF-DB (Li, Deng & Du, 2017; licensed for non-commercial research only), with the answers of the "
-                    "fer2013-face-resnet preset (itself trained on FER2013 from dlib's public-domain face ResNet): the "
-                    "weights inherit the stricter terms, non-commercial research use only; the code is Apache-2.0"),
+                    "fer2013-face-resnet and rafdb-face-resnet presets (fine-tuned from dlib's public-domain face "
+                    "ResNet): the weights inherit the stricter terms, non-commercial research use only; the code is "
+                    "Apache-2.0"),
         "limits": [
-            "A student of the fer2013-face-resnet preset: it learnt that model's answers (and the labels), mistakes "
-            "included, and scores below it; the validation table gives the gap on the same faces.",
+            "A student of the fer2013-face-resnet and rafdb-face-resnet presets: it learnt their answers (and the "
+            "labels), mistakes included, and scores below them; the validation figures give the gap on the same "
+            "faces.",
             "Trained on 48x48 grey faces: colour is discarded on purpose (Luma), and sharp faces from photos are "
             "read at 48x48; accuracy on faces cropped otherwise than FER2013's and RAF-DB's is unmeasured here.",
             "FER2013's labels are noisy (human accuracy on it is estimated at 65 ± 5 %, Goodfellow et al. 2013), "
@@ -142,7 +144,8 @@ def build_distilled(name: str, args, parser, common) -> None:
     from dam_cnn_tf.presets.light import describe_light_file, parity
     from dam_cnn_tf.presets.packing import sha256_of
     from dam_cnn_tf.recipes.distilled import distilled_recipe_path
-    from dam_cnn_tf.training.distillation_recipe import distil, read_recipe
+    from dam_cnn_tf.presets import preset_dir
+    from dam_cnn_tf.training.distillation_recipe import distil, read_recipe, teacher_of
     from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text
 
     log = common.log
@@ -220,6 +223,8 @@ def build_distilled(name: str, args, parser, common) -> None:
         "teacher": {"preset": recipe["teacher"], "sha256": teacher_card["file"]["sha256"],
                     "card_validation_accuracy": teacher_card["validation"]["accuracy"],
                     "validation_accuracy_from_its_labels": select["teacher"]["accuracy"]},
+        "teachers": {d: {"preset": teacher_of(recipe, d),
+                         "sha256": sha256_of(preset_dir(teacher_of(recipe, d)) / "model.keras")} for d in recipe["datasets"]},
         "student": {**student_config(shipped), **recipe["student"]},
         "data": {
             "datasets": {s.name: {"description": meta["datasets"][s.name], "train_faces": int(len(s.train)),
@@ -271,6 +276,20 @@ def light_parity(path: Path, sets, p_val: dict, parity) -> dict:
     return parity(got, reference)
 
 
+def build_preset_module():
+    """``scripts/build_preset.py`` as a module (its card paragraphs shared by every preset)."""
+    import importlib.util
+    import sys
+
+    key = "_build_distilled_build_preset"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parent / "build_preset.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
 def distilled_card_markdown(card: dict) -> str:
     v, names, sel = card["validation"], card["class_names"], card["data"]["selected_on"]
     by = card["validation_by_dataset"]
@@ -285,10 +304,13 @@ def distilled_card_markdown(card: dict) -> str:
         lines.append(f"- {d['description']}: {d['train_faces']} training and {d['validation_faces']} validation "
                      "faces; per class " + ", ".join(f"{k} {n}" for k, n in d["class_counts"].items()) + ".")
     lines += [f"- The split: {card['data']['split']}.",
-              f"- The teacher, preset `{teacher['preset']}` (SHA-256 `{teacher['sha256'][:16]}...`), labelled every "
-              "face once (its probabilities, the mean of a face's and its mirror image's); its accuracy from those "
-              f"labels on {sel}'s validation part is {100 * teacher['validation_accuracy_from_its_labels']:.2f} % "
-              f"(its own card: {100 * teacher['card_validation_accuracy']:.2f} %).", "",
+              *[f"- {dname}'s faces were labelled once by the preset `{t['preset']}` (SHA-256 `{t['sha256'][:16]}...`; "
+                "its probabilities, the mean of a face's and its mirror image's, each face read at that preset's own "
+                f"size): {100 * by[dname]['teacher']['accuracy']:.2f} % on {dname}'s validation part."
+                for dname, t in card.get("teachers", {sel: teacher}).items()],
+              f"- On {sel}'s validation part the student stands beside `{teacher['preset']}`: its accuracy from the "
+              f"labels is {100 * teacher['validation_accuracy_from_its_labels']:.2f} % (its own card: "
+              f"{100 * teacher['card_validation_accuracy']:.2f} %).", "",
               "## Input", "", card["input"] + ".", "",
               "## The model", "",
               f"Input {student['input_size']}x{student['input_size']}, convolution blocks of widths "
@@ -331,7 +353,11 @@ def distilled_card_markdown(card: dict) -> str:
         if dname == sel:
             continue
         lines += [f"On {dname}'s validation part ({s['report']['num_samples']} faces, not used to choose anything): "
-                  f"student {100 * s['report']['accuracy']:.2f} %, teacher {100 * s['teacher']['accuracy']:.2f} %, "
+                  f"student {100 * s['report']['accuracy']:.2f} %, its teacher "
+                  f"`{card.get('teachers', {}).get(dname, teacher)['preset']}` {100 * s['teacher']['accuracy']:.2f} %; "
+                  f"the student alone right on {s['student_against_teacher']['only_first_right']} faces, the teacher "
+                  f"alone on {s['student_against_teacher']['only_second_right']} (McNemar's exact p = "
+                  f"{s['student_against_teacher']['p_value']:.3g}); "
                   f"{s['most_frequent_class']['label']} {100 * s['most_frequent_class']['accuracy']:.2f} %.", ""]
     lines += ["Per-class recall (%): " + ", ".join(f"{k} {100 * x:.1f}" for k, x in v["per_class_recall"].items())
               + f"; the lowest is {min(v['per_class_recall'], key=v['per_class_recall'].get)}'s (teacher: "
@@ -361,6 +387,7 @@ def distilled_card_markdown(card: dict) -> str:
             model_name, runtime = key.rsplit(" ", 1)
             lines.append(f"| {model_name} | {runtime} | " + " | ".join(f"{x:,.0f}" for x in figures.values()) + " |")
         lines.append("")
+    lines += build_preset_module().eye_template_markdown(card)
     lines += ["## How it was made", "", f"`{card['command']}`", "",
               f"Training took {t['seconds'] / 60:.0f} min ({t['epochs']} epochs, the validation after each included) "
               f"on {t['machine']}, a machine shared with other work, after the teacher's labels (computed once, kept beside "

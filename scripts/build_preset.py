@@ -439,6 +439,13 @@ def light_markdown(card: dict) -> list:
             f"{light['tolerance']:.2g}.", *light_validation_markdown(light.get("validation")), ""]
 
 
+def any_card_markdown(card: dict) -> str:
+    """``card.md`` of any preset's card: a distilled preset's (``build_distilled``) or a trained one's."""
+    if card.get("kind") == "distilled":
+        return sibling_script("build_distilled").distilled_card_markdown(card)
+    return card_markdown(card)
+
+
 def eye_template_markdown(card: dict) -> list:
     """The card's paragraph on where the eyes sit in the training faces, if it records that."""
     entry = card.get("eye_template")
