@@ -179,8 +179,11 @@ def main(argv=None) -> None:
     template = eye_template(args.preset)
     if template is None:
         raise SystemExit(f"preset {args.preset} records no eye template: run scripts/measure_eye_template.py first")
-    settings = card["plan"]["settings"]
-    part = validation_part(args.faces, card["input_shape"][0], settings["val_fraction"], settings["seed"])
+    if "plan" in card:  # a trained preset: its run's split
+        fraction, seed = card["plan"]["settings"]["val_fraction"], card["plan"]["settings"]["seed"]
+    else:  # a distilled preset: its data sets' split (the teacher's)
+        fraction, seed = card["distillation"]["val_fraction"], card["distillation"]["training"]["seed"]
+    part = validation_part(args.faces, card["input_shape"][0], fraction, seed)
     count = len(part.labels) if args.limit is None else min(args.limit, len(part.labels))
     labels = part.labels[:count]
     aligned = Predictor(args.preset, align=True)
@@ -222,8 +225,8 @@ def main(argv=None) -> None:
         results[condition]["box_against_ceiling_all"] = mcnemar(without["correct"], ceiling["correct"])
     figures = {
         "preset": args.preset, "faces": count,
-        "data": f"validation part of {Path(args.faces).name} ({100 * settings['val_fraction']:.0f} %, stratified "
-                f"by class, seed {settings['seed']})",
+        "data": f"validation part of {Path(args.faces).name} ({100 * fraction:.0f} %, stratified "
+                f"by class, seed {seed})",
         "eye_template": {"right_eye": list(template.right_eye), "left_eye": list(template.left_eye)},
         "photos": {"face_side": args.face_side, "canvas": args.canvas, "max_angle": args.max_angle,
                    "scale": list(args.scale), "max_offset": (args.canvas - args.face_side) / 5.0, "seed": args.seed,

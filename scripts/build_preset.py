@@ -439,6 +439,13 @@ def light_markdown(card: dict) -> list:
             f"{light['tolerance']:.2g}.", *light_validation_markdown(light.get("validation")), ""]
 
 
+def any_card_markdown(card: dict) -> str:
+    """``card.md`` of any preset's card: a distilled preset's (``build_distilled``) or a trained one's."""
+    if card.get("kind") == "distilled":
+        return sibling_script("build_distilled").distilled_card_markdown(card)
+    return card_markdown(card)
+
+
 def eye_template_markdown(card: dict) -> list:
     """The card's paragraph on where the eyes sit in the training faces, if it records that."""
     entry = card.get("eye_template")
@@ -467,9 +474,22 @@ def light_validation_markdown(measured) -> list:
             f"{measured['mcnemar_p']:.2g}; {measured['measured_by']})."]
 
 
+def sibling_script(name: str):
+    """Another script of this folder, as a module (distilled presets are built by build_distilled.py)."""
+    import importlib.util
+
+    key = f"_build_preset_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=sorted(RECIPES))
+    parser.add_argument("name", choices=sorted(RECIPES) + sorted(sibling_script("build_distilled").DISTILLED_PRESETS))
     parser.add_argument("--data", type=Path, help="the data set's folder (not needed to resume a run)")
     parser.add_argument("--backbone-weights", type=Path)
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -481,12 +501,17 @@ def main(argv=None) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="replace the preset's folder if it exists (a shipped one too, with --install)")
     parser.add_argument("--skip-training", action="store_true", help="the run is complete: only pack and measure")
+    distilled = sibling_script("build_distilled")
+    distilled.add_options(parser)
     args = parser.parse_args(argv)
     args.out = destination(args.out, args.install)
     try:
         check_destination(args.out / args.name, args.replace)
     except FileExistsError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
+    if args.name in distilled.DISTILLED_PRESETS:
+        distilled.build_distilled(args.name, args, parser, sys.modules[__name__])
+        return
     from dam_cnn_tf.recipes.plan import PlanError
 
     try:

@@ -61,7 +61,7 @@ def make(name: str, ship="auto", quantize=None, presets_dir=None, validation=Non
     if validation is not None:
         card["light"]["validation"] = validation_entry(validation, quantize)
     atomic_write_json(folder / presets.CARD_FILE, card)
-    atomic_write_text(folder / "card.md", _build_preset().card_markdown(card))
+    atomic_write_text(folder / "card.md", _build_preset().any_card_markdown(card))
     return card["light"]
 
 

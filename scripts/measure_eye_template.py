@@ -99,7 +99,7 @@ def write_card(folder, card: dict) -> None:
 
     presets.card_eye_template(card)
     atomic_write_text(Path(folder) / presets.CARD_FILE, json.dumps(card, indent=2) + "\n")
-    atomic_write_text(Path(folder) / "card.md", _build_preset().card_markdown(card))
+    atomic_write_text(Path(folder) / "card.md", _build_preset().any_card_markdown(card))
 
 
 def main(argv=None) -> None:

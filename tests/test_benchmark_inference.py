@@ -43,3 +43,21 @@ def test_the_run_writes_every_section(tmp_path, monkeypatch):
     preset = figures["models"]["fer2013-face-resnet"]
     assert preset["flops_per_face"] > 1e8 and preset["light"]["parity_with_keras"]["same_prediction"] == 1.0
     assert "median_s" in figures["cli"]["predict_light"]
+
+
+def test_head_to_head_times_a_preset_and_fers_model_in_turn(tmp_path):
+    """--head-to-head: the fast preset's light file and Keras model beside a model shaped as fer's
+    (64x64 grey in, 7 classes out), through Keras and LiteRT, in one section."""
+    inputs = keras.Input((64, 64, 1))
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    fer = tmp_path / "emotion_model.keras"
+    keras.Model(inputs, outputs).save(fer)
+    out = tmp_path / "inference.json"
+    inference.main(["--json", str(out), "--num-faces", "8", "--steps", "1", "--head-to-head", "fer2013-student",
+                    "--fer-model", str(fer), "--skip", "models", "--skip", "light_formats", "--skip", "cli",
+                    "--skip", "batching"])
+    section = json.loads(out.read_text())["head_to_head"]
+    assert section["preset"] == "fer2013-student" and section["fer_litert_bytes"] > 0
+    for run in ("fer2013-student light", "fer2013-student keras", "fer keras", "fer litert"):
+        assert section[run]["batch_64"]["faces_per_s"] > 0, run

@@ -76,6 +76,7 @@ def load_model_file(path: Union[str, os.PathLike], compile: bool = False) -> ker
     import dam_cnn_tf.models.mpae  # noqa: F401
     import dam_cnn_tf.models.mpvs_net  # noqa: F401
     import dam_cnn_tf.backbones.vgg_face.model  # noqa: F401
+    import dam_cnn_tf.models.student  # noqa: F401  (Luma, for distilled students)
     import dam_cnn_tf.optimizers  # noqa: F401  (compile=True)
     import dam_cnn_tf.models.preset_model  # noqa: F401  (a saved from_preset model)
 
