@@ -256,7 +256,7 @@ def build_distilled(name: str, args, parser, common) -> None:
     card["light"] = describe_light_file(staging, card, ship=True)
     card["light"]["validation_parity"] = light_parity(staging / card["light"]["name"], sets, p_val, parity)
     atomic_write_json(staging / "card.json", card)
-    atomic_write_text(staging / "card.md", distilled_card_markdown(card))
+    atomic_write_text(staging / "card.md", distilled_card_markdown(card, common))
     atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
     shutil.copyfile(run_dir / "train.log", staging / "train.log")
     if folder.exists():  # --replace was given (check_destination)
@@ -276,21 +276,9 @@ def light_parity(path: Path, sets, p_val: dict, parity) -> dict:
     return parity(got, reference)
 
 
-def build_preset_module():
-    """``scripts/build_preset.py`` as a module (its card paragraphs shared by every preset)."""
-    import importlib.util
-    import sys
-
-    key = "_build_distilled_build_preset"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parent / "build_preset.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[key] = module
-    return sys.modules[key]
-
-
-def distilled_card_markdown(card: dict) -> str:
+def distilled_card_markdown(card: dict, common) -> str:
+    """``card.md`` of a distilled preset; ``common``: ``scripts/build_preset.py`` (the paragraphs
+    every preset's card shares)."""
     v, names, sel = card["validation"], card["class_names"], card["data"]["selected_on"]
     by = card["validation_by_dataset"]
     teacher, student = card["teacher"], card["student"]
@@ -387,7 +375,7 @@ def distilled_card_markdown(card: dict) -> str:
             model_name, runtime = key.rsplit(" ", 1)
             lines.append(f"| {model_name} | {runtime} | " + " | ".join(f"{x:,.0f}" for x in figures.values()) + " |")
         lines.append("")
-    lines += build_preset_module().eye_template_markdown(card)
+    lines += common.eye_template_markdown(card)
     lines += ["## How it was made", "", f"`{card['command']}`", "",
               f"Training took {t['seconds'] / 60:.0f} min ({t['epochs']} epochs, the validation after each included) "
               f"on {t['machine']}, a machine shared with other work, after the teacher's labels (computed once, kept beside "

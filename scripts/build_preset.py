@@ -439,10 +439,17 @@ def light_markdown(card: dict) -> list:
             f"{light['tolerance']:.2g}.", *light_validation_markdown(light.get("validation")), ""]
 
 
+def shared() -> types.SimpleNamespace:
+    """What build_distilled.py uses of this script: the log, the machine's name, the check faces,
+    the destination rule and the eye template's paragraph, the same for every preset."""
+    return types.SimpleNamespace(log=log, cpu_name=cpu_name, check_faces=check_faces,
+                                 check_destination=check_destination, eye_template_markdown=eye_template_markdown)
+
+
 def any_card_markdown(card: dict) -> str:
     """``card.md`` of any preset's card: a distilled preset's (``build_distilled``) or a trained one's."""
     if card.get("kind") == "distilled":
-        return sibling_script("build_distilled").distilled_card_markdown(card)
+        return sibling_script("build_distilled").distilled_card_markdown(card, shared())
     return card_markdown(card)
 
 
@@ -510,7 +517,7 @@ def main(argv=None) -> None:
     except FileExistsError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     if args.name in distilled.DISTILLED_PRESETS:
-        distilled.build_distilled(args.name, args, parser, sys.modules[__name__])
+        distilled.build_distilled(args.name, args, parser, shared())
         return
     from dam_cnn_tf.recipes.plan import PlanError
 

@@ -160,3 +160,11 @@ def test_a_recipe_needs_each_of_its_data_sets(tmp_path):
     args = _args(data=tmp_path, run_dir=tmp_path / "run", out=tmp_path / "out")
     with pytest.raises(SystemExit):  # rafdb= is missing
         build.sibling_script("build_distilled").build_distilled("fer2013-student", args, argparse.ArgumentParser(), build)
+
+
+@pytest.mark.parametrize("name", presets.available_presets())
+def test_each_shipped_card_md_is_its_card_json_rendered(name):
+    """card.md is made from card.json by the script that writes it (a distilled preset's by
+    build_distilled.py), so a card rewritten later (an eye template, a light file) keeps both in step."""
+    card = presets.preset_card(name)
+    assert _script().any_card_markdown(card) == (presets.preset_dir(name) / "card.md").read_text(encoding="utf-8")
