@@ -23,6 +23,7 @@ import numpy as np
 from dam_cnn_tf.data.faces import NO_FACE_CHOICES, expand_box, resize_face
 from dam_cnn_tf.data.images import ImageReadError, has_image_extension, read_image
 from dam_cnn_tf.data.loading import ON_BAD_CHOICES
+from dam_cnn_tf.detection.align import AlignError, EyeTemplate, crop_bounds, crop_side, eye_transform, warp_square
 from dam_cnn_tf.input_range import unit_range_max, unit_range_message
 from dam_cnn_tf.predict_models import (  # noqa: F401  (also importable from here, as before)
     CLASSES_FILE,
@@ -218,7 +219,6 @@ class Predictor:
         """The template faces are aligned with, or None when they are cropped upright."""
         if align is False:
             return None
-        from dam_cnn_tf.detection.align import AlignError, EyeTemplate
         from dam_cnn_tf.presets import EYE_TEMPLATE, PresetError, card_eye_template
 
         try:
@@ -277,8 +277,6 @@ class Predictor:
     def aligned_region(self, eyes, width: int, height: int) -> AlignedRegion:
         """The region of a face whose eye centres are ``eyes`` (``(2, 2)``, right eye first): the
         square the eye template frames around them, grown by the margin, at the face's own size."""
-        from dam_cnn_tf.detection.align import crop_bounds, crop_side, eye_transform
-
         side = int(np.clip(round(crop_side(eyes, self.eye_template, self.margin)), MIN_ALIGNED_SIDE, MAX_ALIGNED_SIDE))
         matrix = eye_transform(eyes, self.eye_template, side, self.margin)
         return AlignedRegion(crop_bounds(matrix, side, width, height), matrix, side)
@@ -293,9 +291,7 @@ class Predictor:
         """The model's input for one face: the region, resized as training's ``resize_face`` does
         (an ``AlignedRegion`` is warped upright at its own size first)."""
         if isinstance(region, AlignedRegion):
-            square = cv2.warpAffine(rgb, region.matrix, (region.side, region.side), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
-            return resize_face(square, self.input_size)
+            return resize_face(warp_square(rgb, region.matrix, region.side), self.input_size)
         x0, y0, x1, y1 = region
         return resize_face(rgb[y0:y1, x0:x1], self.input_size)
 
@@ -474,15 +470,13 @@ class Predictor:
 
 def _card_beside(model_path) -> dict:
     """The model card (``card.json``) beside a model file, as a preset has; ``{}`` without one."""
-    import json
+    from dam_cnn_tf.presets import CARD_FILE, PresetError, read_card
 
-    from dam_cnn_tf.presets import CARD_FILE
-
-    path = Path(model_path).parent / CARD_FILE
+    folder = Path(model_path).parent
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError) as error:
-        raise PredictError(f"{path}: unreadable model card ({error})") from None
+        return read_card(folder) if (folder / CARD_FILE).is_file() else {}
+    except PresetError as error:
+        raise PredictError(str(error)) from None
 
 
 def as_rgb_uint8(image) -> np.ndarray:

@@ -81,11 +81,15 @@ def crop_side(eyes, template: EyeTemplate, margin: float = 0.0) -> float:
 
 
 def align_face(image: np.ndarray, eyes, template: EyeTemplate, side: int, margin: float = 0.0) -> np.ndarray:
-    """The ``side`` x ``side`` crop of ``image`` with ``eyes`` on the template's eyes (bilinear;
-    the border replicated beyond the image)."""
-    matrix = eye_transform(eyes, template, side, margin)
-    return cv2.warpAffine(np.asarray(image), matrix, (int(side), int(side)), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    """The ``side`` x ``side`` crop of ``image`` with ``eyes`` on the template's eyes."""
+    return warp_square(image, eye_transform(eyes, template, side, margin), side)
+
+
+def warp_square(image: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` square that ``matrix`` (image pixels to the square's) takes out of
+    ``image``: bilinear, the border replicated beyond the image."""
+    return cv2.warpAffine(np.asarray(image), np.asarray(matrix, np.float64), (int(side), int(side)),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_bounds(matrix: np.ndarray, side: float, width: int, height: int) -> tuple:
