@@ -63,7 +63,12 @@ def preset_dir(name: str) -> Path:
 
 def preset_card(name: str) -> dict:
     """The model card of preset ``name`` as a dictionary (``card.json``)."""
-    path = preset_dir(name) / CARD_FILE
+    return read_card(preset_dir(name))
+
+
+def read_card(folder) -> dict:
+    """The model card (``card.json``) in ``folder``; ``PresetError`` when it cannot be read."""
+    path = Path(folder) / CARD_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
