@@ -38,30 +38,6 @@ CANDIDATES = {
 }
 
 
-def keras_flops(model) -> int:
-    """2 x multiply-adds of the convolutions (separable ones included) and dense layers."""
-    import keras
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            _, h, w, out = layer.output.shape
-            kh, kw = layer.kernel_size
-            cin = layer.depthwise_kernel.shape[2]
-            total += 2 * h * w * (kh * kw * cin + cin * out)
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, h, w, out = layer.output.shape
-            kh, kw = layer.kernel_size
-            total += 2 * h * w * kh * kw * out
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, out = layer.output.shape
-            kh, kw = layer.kernel_size
-            total += 2 * kh * kw * layer.kernel.shape[2] * h * w * out
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-    return int(total)
-
-
 def plain_export(model, path: Path, fmt: str) -> Path:
     """A single-output Keras model (fer's) as a LiteRT or ONNX file."""
     import tensorflow as tf
@@ -168,7 +144,7 @@ def main(argv=None) -> None:
         fer = keras.models.load_model(args.fer_model, compile=False)
         fer_shape = tuple(fer.input_shape[1:])
         fer_faces = {b: rng.uniform(-1, 1, (b, *fer_shape)).astype(np.float32) for b in args.batches}
-        info["fer"] = {"input": list(fer_shape), "parameters": int(fer.count_params()), "flops_per_face": keras_flops(fer)}
+        info["fer"] = {"input": list(fer_shape), "parameters": int(fer.count_params()), "flops_per_face": student_flops(fer)}
         entries["fer keras"] = {b: (keras_call(fer), fer_faces[b]) for b in args.batches}
         for fmt, suffix in (("litert", ".tflite"), ("onnx", ".onnx")):
             path = plain_export(fer, tmp / f"fer{suffix}", fmt)

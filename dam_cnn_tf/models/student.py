@@ -93,13 +93,23 @@ def build_student(class_names: Sequence[str], input_size: int = 48, widths: Sequ
 
 def student_flops(model: keras.Model) -> int:
     """Floating-point operations of one face's forward pass (2 per multiply-add), counted from the
-    convolutions (SERD's included) and dense layers; batch normalisation is folded into the
-    convolutions on export, and pooling, ReLU and the softmax are left out."""
+    convolutions (SERD's, separable and depthwise ones included) and dense layers; batch
+    normalisation is folded into the convolutions on export, and pooling, ReLU and the softmax
+    are left out. Counts any Keras model of these layers the same way (fer's, for comparison)."""
     total = 0
     for layer in model.layers:
         if isinstance(layer, SERDLayer):
             _, h, w, c = layer.input.shape
             total += 2 * h * w * c
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            _, h, w, out = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.depthwise_kernel.shape[2]
+            total += 2 * h * w * (kh * kw * cin + cin * out)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, out = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * kh * kw * out
         elif isinstance(layer, keras.layers.Conv2D) and layer.trainable:
             _, h, w, out = layer.output.shape
             kh, kw = layer.kernel_size
