@@ -4,7 +4,7 @@ Used for the trunk cache's figure in docs/performance.md: the same 10-fold CK+48
 cross-validation by the recipe before the trunk cache (a checkout of the earlier release, its
 own config file) and by the current one, each with an empty cache, in one run:
 
-    python benchmarks/crossval_timing.py --out benchmarks/results/cpu-amd-epyc-crossval-trunk-cache.json \\
+    python -m benchmarks.crossval_timing --out benchmarks/results/cpu-amd-epyc-crossval-trunk-cache.json \\
         --run before "PYTHONPATH=/tmp/before python -m dam_cnn_tf.cli crossval --config ... --out /tmp/t-before" \\
         --run after "damcnn-tf crossval --backbone face-resnet ... --out /tmp/t-after"
 
@@ -17,21 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from benchmarks.machine import cpu_name
 
 
 def main(argv=None) -> None:
