@@ -79,8 +79,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     """The recipe's data sets at the student's size, split as the teacher's run split, with the
     teacher's probabilities (computed once into --teacher-labels, then read back)."""
     import dam_cnn_tf
-    from dam_cnn_tf.presets import preset_dir
-    from dam_cnn_tf.presets.packing import sha256_of
+    from dam_cnn_tf.presets import cached_sha256, preset_dir
     from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
     from dam_cnn_tf.training.distillation_recipe import teacher_of
     from dam_cnn_tf.training.teacher_labels import teacher_fingerprint, teacher_probabilities
@@ -105,7 +104,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     for name, card in cards.items():
         if tuple(card["class_names"]) != class_names:
             parser.error(f"teacher {name}: classes {card['class_names']} differ from {list(class_names)}")
-    fingerprints = {d: teacher_fingerprint(sha256_of(preset_dir(teacher_of(recipe, d)) / "model.keras"),
+    fingerprints = {d: teacher_fingerprint(cached_sha256(preset_dir(teacher_of(recipe, d)) / "model.keras"),
                                            int(cards[teacher_of(recipe, d)]["input_shape"][0]), class_names)
                     for d in recipe["datasets"]}
     seed = recipe["training"].get("seed", 0)
@@ -135,8 +134,8 @@ def most_frequent_class(labels_train: np.ndarray, labels_val: np.ndarray, class_
 
 def build_distilled(name: str, args, parser, common) -> None:
     """Train (or reuse) the student of the distilled preset ``name``, then pack, measure and
-    describe it into ``args.out``. ``common``: ``scripts/build_preset.py`` (its log, CPU name,
-    check faces and destination rule, shared by every preset)."""
+    describe it into ``args.out``. ``common``: what ``scripts/build_preset.py`` shares with every
+    preset's build (``shared()``: its log, CPU name, check faces, destination rule, card paragraphs)."""
     from dam_cnn_tf.evaluation.baselines import mcnemar
     from dam_cnn_tf.evaluation.metrics import classification_report
     from dam_cnn_tf.models.model_file import load_model_file
@@ -144,7 +143,7 @@ def build_distilled(name: str, args, parser, common) -> None:
     from dam_cnn_tf.presets.light import describe_light_file, parity
     from dam_cnn_tf.presets.packing import sha256_of
     from dam_cnn_tf.recipes.distilled import distilled_recipe_path
-    from dam_cnn_tf.presets import preset_dir
+    from dam_cnn_tf.presets import cached_sha256, preset_dir
     from dam_cnn_tf.training.distillation_recipe import distil, read_recipe, teacher_of
     from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text
 
@@ -224,7 +223,8 @@ def build_distilled(name: str, args, parser, common) -> None:
                     "card_validation_accuracy": teacher_card["validation"]["accuracy"],
                     "validation_accuracy_from_its_labels": select["teacher"]["accuracy"]},
         "teachers": {d: {"preset": teacher_of(recipe, d),
-                         "sha256": sha256_of(preset_dir(teacher_of(recipe, d)) / "model.keras")} for d in recipe["datasets"]},
+                         "sha256": cached_sha256(preset_dir(teacher_of(recipe, d)) / "model.keras")}
+                     for d in recipe["datasets"]},
         "student": {**student_config(shipped), **recipe["student"]},
         "data": {
             "datasets": {s.name: {"description": meta["datasets"][s.name], "train_faces": int(len(s.train)),
@@ -277,8 +277,8 @@ def light_parity(path: Path, sets, p_val: dict, parity) -> dict:
 
 
 def distilled_card_markdown(card: dict, common) -> str:
-    """``card.md`` of a distilled preset; ``common``: ``scripts/build_preset.py`` (the paragraphs
-    every preset's card shares)."""
+    """``card.md`` of a distilled preset; ``common``: ``scripts/build_preset.py``'s ``shared()`` (the
+    paragraphs every preset's card shares)."""
     v, names, sel = card["validation"], card["class_names"], card["data"]["selected_on"]
     by = card["validation_by_dataset"]
     teacher, student = card["teacher"], card["student"]
