@@ -13,6 +13,7 @@ if str(REPO) not in sys.path:  # benchmarks/ lives beside the package, not insid
     sys.path.insert(0, str(REPO))
 
 from benchmarks import inference  # noqa: E402
+from dam_cnn_tf.presets import preset_card  # noqa: E402
 
 
 def test_flops_are_the_products_of_the_layers():
@@ -41,7 +42,11 @@ def test_the_run_writes_every_section(tmp_path, monkeypatch):
     figures = json.loads(out.read_text())
     assert {"cli", "models", "light_formats", "batching"} <= set(figures)
     preset = figures["models"]["fer2013-face-resnet"]
-    assert preset["flops_per_face"] > 1e8 and preset["light"]["parity_with_keras"]["same_prediction"] == 1.0
+    assert preset["flops_per_face"] > 1e8
+    # the light file is int8 (dynamic range): synthetic faces sit near ties, so argmax may flip;
+    # its probabilities stay within the tolerance its card was built to
+    tolerance = preset_card("fer2013-face-resnet")["light"]["tolerance"]
+    assert preset["light"]["parity_with_keras"]["max_abs_probability_difference"] <= tolerance
     assert "median_s" in figures["cli"]["predict_light"]
 
 
