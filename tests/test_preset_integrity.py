@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import dam_cnn_tf.checksums as checksums
 import dam_cnn_tf.presets as presets
 from dam_cnn_tf.cli import main
 from dam_cnn_tf.models.model_file import load_model_file
@@ -59,9 +60,9 @@ def test_the_real_preset_with_one_weight_changed_is_refused_everywhere(presets_r
 def test_a_tiny_preset_is_checked_once_per_process(presets_root, monkeypatch):
     write_tiny_preset(presets_root)
     calls = []
-    original = presets.sha256_of
-    monkeypatch.setattr(presets, "sha256_of", lambda path: calls.append(path) or original(path))
-    monkeypatch.setattr(presets, "_DIGESTS", {})
+    original = checksums.sha256_of
+    monkeypatch.setattr(checksums, "sha256_of", lambda path: calls.append(path) or original(path))
+    monkeypatch.setattr(checksums, "_DIGESTS", {})
     first = checked_model_path("tiny")
     assert checked_model_path("tiny") == first and len(calls) == 1
     model = from_preset("tiny")

@@ -25,10 +25,11 @@ and no network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
+
+from dam_cnn_tf.checksums import cached_sha256, sha256_of  # noqa: F401  (the preset tools take them from here)
 
 PRESETS_DIR = Path(__file__).resolve().parent
 MODEL_FILE = "model.keras"
@@ -103,28 +104,6 @@ def model_folder(model) -> Path | None:
 
 
 # -- integrity ----------------------------------------------------------------------------------
-
-_DIGESTS: dict = {}  # (path, size, mtime) -> SHA-256: each file is hashed once per process
-
-
-def sha256_of(path) -> str:
-    """The SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cached_sha256(path) -> str:
-    """``sha256_of``, computed once per process for a file that has not changed since."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_of(path)
-    return _DIGESTS[key]
-
 
 def check_file(path, expected: Optional[dict], what: str) -> Path:
     """``path`` when it is the file ``expected`` (a card entry with ``sha256`` and ``bytes``)

@@ -12,7 +12,6 @@ loaded when asked for.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from dam_cnn_tf.checksums import sha256_of
 from dam_cnn_tf.weights.vgg_face_layout import CONV_LAYER_NAMES, VGG_FACE_MEAN_BGR
 from dam_cnn_tf.weights import layout
 from dam_cnn_tf.weights.caffe import read_caffemodel
@@ -39,14 +39,6 @@ SOURCE_INPUT = {
     "keras-vggface": "BGR minus mean",
     "deepface": "see colour_order",
 }
-
-
-def sha256_of(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def detect_format(path) -> str:

@@ -26,7 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from dam_cnn_tf.weights.convert import convert_weights, sha256_of
+from dam_cnn_tf.checksums import sha256_of
+from dam_cnn_tf.weights.convert import convert_weights
 from dam_cnn_tf.weights.errors import ChecksumError, DownloadError, WeightsError
 
 BASE_URL_ENV = "DAMCNN_WEIGHTS_BASE_URL"

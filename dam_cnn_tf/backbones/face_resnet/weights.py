@@ -58,7 +58,7 @@ def from_tfjs_names(tensors: dict[str, np.ndarray], source) -> LayerWeights:
 
 def convert_face_resnet(manifest, dst) -> Path:
     """Write face-api's recognition weights (``manifest``) to our HDF5 file ``dst``."""
-    from dam_cnn_tf.weights.convert import sha256_of
+    from dam_cnn_tf.checksums import sha256_of
 
     manifest, dst = Path(manifest), Path(dst)
     layers = from_tfjs_names(read_tfjs_weights(manifest), manifest)
