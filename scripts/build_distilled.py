@@ -124,7 +124,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
 
     attach_teacher_labels(sets, args.teacher_labels or args.run_dir / "teacher", fingerprints, class_names, predict,
                           log=log)
-    return sets, class_names, teacher_card
+    return sets, class_names, cards
 
 
 def most_frequent_class(labels_train: np.ndarray, labels_val: np.ndarray, class_names) -> dict:
@@ -168,7 +168,8 @@ def build_distilled(name: str, args, parser, common) -> None:
         train_log.write(message + "\n")
         train_log.flush()
 
-    sets, class_names, teacher_card = distilled_sets(recipe, args, parser, log)
+    sets, class_names, cards = distilled_sets(recipe, args, parser, log)
+    teacher_card = cards[teacher_of(recipe, recipe["select_on"])]
     by_name = {s.name: s for s in sets}
     chosen = by_name[recipe["select_on"]]
     if (len(chosen.train), len(chosen.val)) != (teacher_card["data"]["train_faces"],
@@ -245,6 +246,7 @@ def build_distilled(name: str, args, parser, common) -> None:
         "validation_by_dataset": scores,
         "baselines": teacher_card.get("baselines", {}),
         "baselines_source": f"the {recipe['teacher']} preset's card (the same {recipe['select_on']} validation faces)",
+        "baselines_by_dataset": other_baselines(recipe, sets, cards),
         "paper": {"DAM-CNN, FER2013 (Table 10, VGG-Face, PrivateTest)": PAPER_FER2013},
         "speed": speed,
         "training": {"seconds": history["seconds"], "machine": common.cpu_name(),
@@ -263,6 +265,21 @@ def build_distilled(name: str, args, parser, common) -> None:
         shutil.rmtree(folder)
     os.replace(staging, folder)
     log(f"Preset written to {folder}: validation accuracy {100 * select['report']['accuracy']:.2f}%")
+
+
+def other_baselines(recipe: dict, sets, cards: dict) -> dict:
+    """The trivial baselines of each other data set, from its teacher's card, where that card's
+    validation part is the student's (the same count of faces from the same split)."""
+    from dam_cnn_tf.training.distillation_recipe import teacher_of
+
+    out = {}
+    for data in sets:
+        card = cards[teacher_of(recipe, data.name)]
+        if data.name == recipe["select_on"] or not card.get("baselines"):
+            continue
+        if card.get("data", {}).get("validation_faces") == len(data.val):
+            out[data.name] = {"source": teacher_of(recipe, data.name), "baselines": card["baselines"]}
+    return out
 
 
 def light_parity(path: Path, sets, p_val: dict, parity) -> dict:
@@ -346,7 +363,12 @@ def distilled_card_markdown(card: dict, common) -> str:
                   f"the student alone right on {s['student_against_teacher']['only_first_right']} faces, the teacher "
                   f"alone on {s['student_against_teacher']['only_second_right']} (McNemar's exact p = "
                   f"{s['student_against_teacher']['p_value']:.3g}); "
-                  f"{s['most_frequent_class']['label']} {100 * s['most_frequent_class']['accuracy']:.2f} %.", ""]
+                  f"{s['most_frequent_class']['label']} {100 * s['most_frequent_class']['accuracy']:.2f} %"
+                  + "".join(f"; {b['label']} {100 * b['accuracy']:.2f} % (C = {b['C']:g}, from the card of "
+                            f"`{theirs['source']}`, the same faces)"
+                            for theirs in [card.get("baselines_by_dataset", {}).get(dname)] if theirs
+                            for b in theirs["baselines"].values())
+                  + ".", ""]
     lines += ["Per-class recall (%): " + ", ".join(f"{k} {100 * x:.1f}" for k, x in v["per_class_recall"].items())
               + f"; the lowest is {min(v['per_class_recall'], key=v['per_class_recall'].get)}'s (teacher: "
               + ", ".join(f"{k} {100 * x:.1f}" for k, x in by[sel]["teacher"]["per_class_recall"].items()) + ").", "",

@@ -168,3 +168,16 @@ def test_each_shipped_card_md_is_its_card_json_rendered(name):
     build_distilled.py), so a card rewritten later (an eye template, a light file) keeps both in step."""
     card = presets.preset_card(name)
     assert _script().any_card_markdown(card) == (presets.preset_dir(name) / "card.md").read_text(encoding="utf-8")
+
+
+def test_each_other_data_sets_baselines_come_from_its_teachers_card():
+    """A distilled card puts the trivial baselines beside the student on every data set it reports,
+    taken from the teacher's card only where that card measured them on the same validation faces."""
+    distilled = _script().sibling_script("build_distilled")
+    recipe = {"teacher": "ta", "teachers": {"b": "tb", "c": "tc"}, "select_on": "a"}
+    probe = {"label": "logistic regression on frozen backbone features", "C": 0.01, "accuracy": 0.7}
+    cards = {"ta": {"baselines": {"frozen": dict(probe, accuracy=0.5)}, "data": {"validation_faces": 4}},
+             "tb": {"baselines": {"frozen": probe}, "data": {"validation_faces": 3}},
+             "tc": {"baselines": {"frozen": probe}, "data": {"validation_faces": 9}}}  # another split: left out
+    sets = [types.SimpleNamespace(name=n, val=np.arange(k)) for n, k in (("a", 4), ("b", 3), ("c", 5))]
+    assert distilled.other_baselines(recipe, sets, cards) == {"b": {"source": "tb", "baselines": {"frozen": probe}}}
