@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
@@ -33,12 +32,9 @@ def validation_part(root, input_size: int, val_fraction: float = 0.1, seed: int 
                     with_train: bool = False) -> ValidationPart:
     """The validation part of ``root`` (see the module's note); ``with_train`` keeps the
     training part's faces too (they take memory: 25,838 FER2013 faces at 150 px are 1.7 GB)."""
-    from dam_cnn_tf.data.datasets import load_dataset
-    from dam_cnn_tf.training.prepare import prepare_faces, select_classes, training_split
+    from dam_cnn_tf.training.prepare import carved_split
 
-    dataset = select_classes(load_dataset(Path(root)), 7)
-    data = prepare_faces(dataset, input_size, detect=False, progress=False)
-    split = training_split(data, val_fraction, seed)
+    data, split = carved_split(root, input_size, val_fraction, seed)
     val = np.asarray(split.val, np.int64)
     train = np.asarray(split.train, np.int64)
     return ValidationPart(

@@ -40,12 +40,9 @@ def _build_preset():
 def training_paths(root, val_fraction: float = 0.1, seed: int = 0) -> list:
     """The image files of the training part of a class-folder data set (7 classes), as a run
     with ``val_fraction`` and ``seed`` carves it (``training.prepare.training_split``)."""
-    from dam_cnn_tf.data.datasets import load_dataset
-    from dam_cnn_tf.training.prepare import prepare_faces, select_classes, training_split
+    from dam_cnn_tf.training.prepare import carved_split
 
-    dataset = select_classes(load_dataset(Path(root)), 7)
-    data = prepare_faces(dataset, 48, detect=False, progress=False)  # the size does not change the split
-    split = training_split(data, val_fraction, seed)
+    data, split = carved_split(root, 48, val_fraction, seed)  # the size does not change the split
     return [data.dataset.samples[i].path for i in np.asarray(split.train, np.int64)]
 
 

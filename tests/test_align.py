@@ -327,3 +327,17 @@ def test_blazeface_hands_back_the_reference_port_s_eyes(shared_data):
         distance = np.hypot(*(expected[:, 1] - expected[:, 0]).T)
         assert (np.hypot(*(got - expected).transpose(2, 0, 1)) < distance[:, None] / 3).all(), entry["paths"]
         assert (expected[:, 0, 0] < expected[:, 1, 0]).all() and (got[:, 0, 0] < got[:, 1, 0]).all()
+
+
+def test_the_eye_template_is_measured_on_faces_the_benchmark_never_validates_on(tmp_path):
+    """measure_eye_template.py reads the training part, benchmarks/alignment.py the validation
+    part: the two carve one split, so together they hold every face once."""
+    from benchmarks.validation_faces import validation_part
+    from cli_helpers import synthetic_folder
+
+    root = synthetic_folder(tmp_path / "faces", subjects=4, per_class=3)
+    train = load_script("measure_eye_template").training_paths(root, val_fraction=0.25)
+    val = validation_part(root, 16, val_fraction=0.25).paths
+    every = sorted(str(p) for p in root.rglob("*.png"))
+    assert val and train and not set(map(str, train)) & set(map(str, val))
+    assert sorted(map(str, train + val)) == every

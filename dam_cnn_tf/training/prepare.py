@@ -87,3 +87,14 @@ def training_split(data: PreparedData, val_fraction: float, seed: int) -> Fold:
     everything = Fold("train", np.arange(len(data.labels)), [])
     subjects = data.dataset.subjects() if data.dataset.has_subjects() else None
     return carve_validation(everything, data.labels, subjects, val_fraction, seed)
+
+
+def carved_split(root, input_size: int, val_fraction: float = 0.1, seed: int = 0,
+                 num_classes: int = 7) -> tuple:
+    """``(data, split)``: a class-folder data set read as a ``train`` run reads it (faces already
+    cropped, ``num_classes`` classes) and the training and validation parts that run carves."""
+    from dam_cnn_tf.data.datasets import load_dataset
+
+    dataset = select_classes(load_dataset(Path(root)), num_classes)
+    data = prepare_faces(dataset, input_size, detect=False, progress=False)
+    return data, training_split(data, val_fraction, seed)
