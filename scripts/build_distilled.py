@@ -178,7 +178,7 @@ def build_distilled(name: str, args, parser, common) -> None:
                          f"faces, the teacher's card says {teacher_card['data']['train_faces']} and "
                          f"{teacher_card['data']['validation_faces']}: not the teacher's split")
     if (run_dir / "model.keras").is_file():
-        say(f"Reusing the trained student in {run_dir}")
+        log(f"Reusing the trained student in {run_dir}")  # not in train.log, which ships with the preset
     else:
         distil(recipe, sets, class_names, run_dir, log=say)
     train_log.close()
