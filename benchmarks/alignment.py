@@ -172,17 +172,14 @@ def main(argv=None) -> None:
     from dam_cnn_tf.data.images import read_image
     from dam_cnn_tf.evaluation.baselines import mcnemar
     from dam_cnn_tf.predict import Predictor
-    from dam_cnn_tf.presets import eye_template, preset_card
+    from dam_cnn_tf.presets import card_split, eye_template, preset_card
 
     started = time.time()
     card = preset_card(args.preset)
     template = eye_template(args.preset)
     if template is None:
         raise SystemExit(f"preset {args.preset} records no eye template: run scripts/measure_eye_template.py first")
-    if "plan" in card:  # a trained preset: its run's split
-        fraction, seed = card["plan"]["settings"]["val_fraction"], card["plan"]["settings"]["seed"]
-    else:  # a distilled preset: its data sets' split (the teacher's)
-        fraction, seed = card["distillation"]["val_fraction"], card["distillation"]["training"]["seed"]
+    fraction, seed = card_split(card)
     part = validation_part(args.faces, card["input_shape"][0], fraction, seed)
     count = len(part.labels) if args.limit is None else min(args.limit, len(part.labels))
     labels = part.labels[:count]

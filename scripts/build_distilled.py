@@ -79,7 +79,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     """The recipe's data sets at the student's size, split as the teacher's run split, with the
     teacher's probabilities (computed once into --teacher-labels, then read back)."""
     import dam_cnn_tf
-    from dam_cnn_tf.presets import cached_sha256, preset_dir
+    from dam_cnn_tf.presets import cached_sha256, preset_card, preset_dir
     from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
     from dam_cnn_tf.training.distillation_recipe import teacher_of
     from dam_cnn_tf.training.teacher_labels import teacher_fingerprint, teacher_probabilities
@@ -97,8 +97,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     for name, path in paths.items():
         if not Path(path).is_dir():
             parser.error(f"data set {name}: {path} is not a folder")
-    cards = {name: json.loads((preset_dir(name) / "card.json").read_text(encoding="utf-8"))
-             for name in {teacher_of(recipe, d) for d in recipe["datasets"]}}
+    cards = {name: preset_card(name) for name in {teacher_of(recipe, d) for d in recipe["datasets"]}}
     teacher_card = cards[teacher_of(recipe, recipe["select_on"])]
     class_names = tuple(teacher_card["class_names"])
     for name, card in cards.items():
@@ -274,11 +273,12 @@ def other_baselines(recipe: dict, sets, cards: dict) -> dict:
 
     out = {}
     for data in sets:
-        card = cards[teacher_of(recipe, data.name)]
+        source = teacher_of(recipe, data.name)
+        card = cards[source]
         if data.name == recipe["select_on"] or not card.get("baselines"):
             continue
         if card.get("data", {}).get("validation_faces") == len(data.val):
-            out[data.name] = {"source": teacher_of(recipe, data.name), "baselines": card["baselines"]}
+            out[data.name] = {"source": source, "baselines": card["baselines"]}
     return out
 
 

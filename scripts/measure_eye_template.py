@@ -120,8 +120,7 @@ def main(argv=None) -> None:
     if args.presets_dir is not None:
         presets.PRESETS_DIR = Path(args.presets_dir)
     folder, card = presets.preset_dir(args.name), presets.preset_card(args.name)
-    split = card.get("plan", {}).get("settings", {})
-    paths = training_paths(args.data, split.get("val_fraction", 0.1), split.get("seed", 0))
+    paths = training_paths(args.data, *presets.card_split(card))
     rng = np.random.default_rng(args.seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), min(args.faces, len(paths)), replace=False))]
     detector = BlazeFaceDetector()

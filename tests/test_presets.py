@@ -139,3 +139,13 @@ def test_predict_takes_the_preset_by_name(tmp_path, name, card):
             if line.startswith("{")]
     assert len(rows) == 1 and rows[0]["label"] in FER2013_CLASSES
     assert rows[0]["class_id"] == card["check_faces"]["labels"][0]
+
+
+def test_a_card_names_the_split_its_validation_part_was_carved_with():
+    """A trained preset's run settings, or a distilled preset's recipe (the split of its teachers)."""
+    from dam_cnn_tf.presets import card_split
+
+    assert card_split({"plan": {"settings": {"val_fraction": 0.2, "seed": 3}}}) == (0.2, 3)
+    assert card_split({"distillation": {"val_fraction": 0.25, "training": {"seed": 5}}}) == (0.25, 5)
+    with pytest.raises(KeyError):
+        card_split({"name": "a card that records no split"})

@@ -76,6 +76,16 @@ def read_card(folder) -> dict:
         raise PresetError(f"{path}: unreadable model card ({error})") from None
 
 
+def card_split(card: dict) -> tuple:
+    """``(val_fraction, seed)`` of the split a preset's card says its validation part was carved
+    with: a trained preset's run settings, or a distilled preset's recipe (its teachers' split)."""
+    if "plan" in card:
+        settings = card["plan"]["settings"]
+        return settings["val_fraction"], settings["seed"]
+    recipe = card["distillation"]
+    return recipe["val_fraction"], recipe["training"].get("seed", 0)
+
+
 def card_eye_template(card: dict):
     """The ``detection.align.EyeTemplate`` a card records (``eye_template``: where the eyes sit
     in the training faces, written by ``scripts/measure_eye_template.py``), or None."""
