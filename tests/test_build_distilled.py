@@ -3,7 +3,6 @@ teacher labels every face once, the student trains on the training part only, an
 writes is complete, is the files its card describes, and its light files match its Keras model."""
 
 import argparse
-import importlib.util
 import json
 import types
 from pathlib import Path
@@ -22,9 +21,8 @@ from dam_cnn_tf.training.distillation_recipe import (RecipeError, check_recipe, 
                                                      training_faces)
 
 from cli_helpers import synthetic_folder
+from scripts_loader import build_preset_script as _script
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "build_preset.py"
 RECIPE = """kind = "distilled"
 teacher = "tiny-teacher"
 datasets = ["faces"]
@@ -45,13 +43,6 @@ batch_size = 8
 learning_rate = 1e-3
 seed = 0
 """
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("build_preset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _args(**given):

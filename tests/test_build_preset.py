@@ -2,12 +2,10 @@
 file its card describes, and reads and classifies as the card says."""
 
 import hashlib
-import importlib.util
 import json
 import math
 import shutil
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,16 +18,7 @@ from dam_cnn_tf.presets.packing import sha256_of
 from dam_cnn_tf.recipes.plan import PlanError
 
 from cli_helpers import invoke, synthetic_folder
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_preset.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("build_preset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from scripts_loader import build_preset_script as _script
 
 # The tiny run's settings as a recipe file: the build checks the run against it.
 TINY_RECIPE = """
