@@ -35,12 +35,9 @@ class DistillationSet:
 def load_distillation_set(name: str, path, input_size: int, val_fraction: float = 0.1, seed: int = 0,
                           classes: int = 7, progress: bool = False) -> DistillationSet:
     """The data set at ``path`` (any layout ``load_dataset`` detects), faces at ``input_size``."""
-    from dam_cnn_tf.data.datasets import load_dataset
-    from dam_cnn_tf.training.prepare import prepare_faces, select_classes, training_split
+    from dam_cnn_tf.training.prepare import carved_split
 
-    dataset = select_classes(load_dataset(Path(path), "auto"), classes)
-    data = prepare_faces(dataset, input_size, detect=False, progress=progress)
-    split = training_split(data, val_fraction, seed)
+    data, split = carved_split(path, input_size, val_fraction, seed, classes, progress)
     if len(split.val) == 0:
         raise ValueError(f"{path}: no validation part (val_fraction {val_fraction})")
     return DistillationSet(name, data.faces, np.asarray(data.labels, np.int64), np.asarray(split.train, np.int64),

@@ -90,11 +90,12 @@ def training_split(data: PreparedData, val_fraction: float, seed: int) -> Fold:
 
 
 def carved_split(root, input_size: int, val_fraction: float = 0.1, seed: int = 0,
-                 num_classes: int = 7) -> tuple:
-    """``(data, split)``: a class-folder data set read as a ``train`` run reads it (faces already
-    cropped, ``num_classes`` classes) and the training and validation parts that run carves."""
+                 num_classes: int = 7, progress: bool = False) -> tuple:
+    """``(data, split)``: a data set (any layout ``load_dataset`` detects) read as a ``train`` run
+    reads it (faces already cropped, ``num_classes`` classes) and the training and validation
+    parts that run carves."""
     from dam_cnn_tf.data.datasets import load_dataset
 
     dataset = select_classes(load_dataset(Path(root)), num_classes)
-    data = prepare_faces(dataset, input_size, detect=False, progress=False)
+    data = prepare_faces(dataset, input_size, detect=False, progress=progress)
     return data, training_split(data, val_fraction, seed)
