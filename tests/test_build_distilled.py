@@ -4,6 +4,7 @@ writes is complete, is the files its card describes, and its light files match i
 
 import argparse
 import json
+import shutil
 import types
 from pathlib import Path
 
@@ -144,6 +145,20 @@ def test_build_distils_packs_and_describes_a_student(tmp_path, monkeypatch):
     again = json.loads((folder / "card.json").read_text())
     assert (run / "model.keras").stat().st_mtime_ns == trained
     assert again["check_faces"] == card["check_faces"] and again["validation"] == card["validation"]
+
+    # benchmarks/student_runs.py reads the run as the build did: the same validation figures
+    from benchmarks import student_runs
+
+    shutil.copytree(run, tmp_path / "run-again")
+    out = tmp_path / "runs.json"
+    student_runs.main(["--run", str(run), "--run", str(tmp_path / "run-again"), "--data", f"faces={data}",
+                       "--teacher-labels", str(run / "teacher"), "--json", str(out)])
+    figures = json.loads(out.read_text())["figures"]["faces"]
+    assert figures["run"]["validation_accuracy"] == pytest.approx(card["validation"]["accuracy"])
+    assert figures["teacher_validation_accuracy"] == pytest.approx(card["teacher"]["validation_accuracy_from_its_labels"])
+    assert figures["run-again"]["against_first"]["only_first_right"] == 0 == figures["run-again"]["against_first"]["only_second_right"]
+    with pytest.raises(SystemExit):  # labels for other faces or another teacher are not computed here
+        student_runs.main(["--run", str(run), "--data", f"faces={data}", "--teacher-labels", str(tmp_path / "none")])
 
 
 def test_a_recipe_needs_each_of_its_data_sets(tmp_path):
