@@ -4,6 +4,7 @@ writes is complete, is the files its card describes, and its light files match i
 
 import argparse
 import json
+import re
 import shutil
 import types
 from pathlib import Path
@@ -187,3 +188,19 @@ def test_each_other_data_sets_baselines_come_from_its_teachers_card():
              "tc": {"baselines": {"frozen": probe}, "data": {"validation_faces": 9}}}  # another split: left out
     sets = [types.SimpleNamespace(name=n, val=np.arange(k)) for n, k in (("a", 4), ("b", 3), ("c", 5))]
     assert distilled.other_baselines(recipe, sets, cards) == {"b": {"source": "tb", "baselines": {"frozen": probe}}}
+
+
+def test_runs_compared_side_by_side_share_their_faces(tmp_path):
+    """benchmarks/student_runs.py compares runs only on one split of the same data sets by the same teachers."""
+    from benchmarks import student_runs
+
+    recipe = {"datasets": ["faces"], "val_fraction": 0.25, "teacher": "t", "training": {"seed": 0},
+              "student": {"input_size": 16}}
+    for name, changes in (("a", {}), ("b", {"student": {"input_size": 16, "widths": [8]}}),
+                          ("c", {"val_fraction": 0.1}), ("d", {"teachers": {"faces": "u"}})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "recipe.json").write_text(json.dumps({**recipe, **changes}))
+    assert student_runs.read_runs([tmp_path / "a", tmp_path / "b"])["val_fraction"] == 0.25  # another width: fine
+    for other in ("c", "d"):
+        with pytest.raises(SystemExit, match=re.escape(f"--run {tmp_path / other}:")):
+            student_runs.read_runs([tmp_path / "a", tmp_path / other])
