@@ -132,7 +132,11 @@ def test_an_interrupted_run_resumes_and_keeps_its_whole_history(tmp_path):
     def student():
         return build_student(NAMES, input_size=8, widths=(4, 8), convs_per_block=1, dense_units=(8,))
 
+    lines = []
+    options["log"] = lines.append
     train_student(student(), faces, targets, epochs=1, **options)  # "stopped" after its first epoch
+    assert not [line for line in lines if "resumed" in line]
     resumed = train_student(student(), faces, targets, epochs=1, cycles=3, **options)
     assert len(resumed["loss"]) == 2  # epochs 2 and 3 only: the first came from the backup
+    assert [line for line in lines if line.startswith("resumed")] == ["resumed from the run's backup after epoch 1"]
     assert [e["epoch"] for e in read_epochs(tmp_path / "epochs.jsonl")] == [1, 2, 3]

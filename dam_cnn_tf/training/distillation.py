@@ -145,6 +145,9 @@ class ValidationAccuracy(keras.callbacks.Callback):
         self.start = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.start is None and epoch > 0 and self.log_fn is not None:
+            # BackupAndRestore started fit after the epochs a backup holds: say so in the log
+            self.log_fn(f"resumed from the run's backup after epoch {epoch}")
         self.start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
