@@ -35,6 +35,9 @@ CANDIDATES = {
     "w16-c1222": dict(widths=(16, 32, 64, 128), convs_per_block=(1, 2, 2, 2), dense_units=(256,)),
     "w24-c122": dict(widths=(24, 48, 96), convs_per_block=(1, 2, 2), dense_units=(256,)),
     "w32-c122": dict(widths=(32, 64, 128), convs_per_block=(1, 2, 2), dense_units=(256,)),
+    # the shipped students: v06 (16/32/64) and the wider v08 (20/40/80), fc 256 each
+    "w16-c122-fc256": dict(widths=(16, 32, 64), convs_per_block=(1, 2, 2), dense_units=(256,)),
+    "w20-c122-fc256": dict(widths=(20, 40, 80), convs_per_block=(1, 2, 2), dense_units=(256,)),
 }
 
 
