@@ -45,20 +45,15 @@ def read_runs(runs) -> dict:
 
 def labelled_sets(recipe: dict, data: dict, labels_dir: Path) -> list:
     """Each data set at the students' size, split as their runs split it, with its teacher's labels."""
-    from dam_cnn_tf.presets import cached_sha256, preset_card, preset_dir
+    from dam_cnn_tf.presets import preset_card, teacher_fingerprint_of
     from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
     from dam_cnn_tf.training.distillation_recipe import teacher_of
-    from dam_cnn_tf.training.teacher_labels import teacher_fingerprint
 
     missing = [name for name in recipe["datasets"] if name not in data]
     if missing:
         raise SystemExit(f"--data: give NAME=PATH for {', '.join(missing)}")
     class_names = tuple(preset_card(recipe["teacher"])["class_names"])
-    fingerprints = {}
-    for name in recipe["datasets"]:
-        teacher = teacher_of(recipe, name)
-        fingerprints[name] = teacher_fingerprint(cached_sha256(preset_dir(teacher) / "model.keras"),
-                                                 int(preset_card(teacher)["input_shape"][0]), class_names)
+    fingerprints = {name: teacher_fingerprint_of(teacher_of(recipe, name), class_names) for name in recipe["datasets"]}
     sets = [load_distillation_set(name, data[name], recipe["student"]["input_size"], recipe["val_fraction"],
                                   recipe["training"].get("seed", 0)) for name in recipe["datasets"]]
 
@@ -88,8 +83,8 @@ def compare(runs, sets, train_sample: int, seed: int = 0) -> dict:
         drawn = np.sort(np.random.default_rng(seed).choice(data.train, min(train_sample, len(data.train)),
                                                            replace=False))
         entry, right_first = {"validation_faces": int(len(data.val)), "training_faces_drawn": int(len(drawn))}, None
+        val = data.faces[data.val]
         for i, (run, model) in enumerate(models.items()):
-            val = data.faces[data.val]
             one = probabilities(model, val)
             mirrored = (one + probabilities(model, val, mirror=True)) / 2
             right = one.argmax(1) == data.labels[data.val]

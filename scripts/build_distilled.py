@@ -79,10 +79,10 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     """The recipe's data sets at the student's size, split as the teacher's run split, with the
     teacher's probabilities (computed once into --teacher-labels, then read back)."""
     import dam_cnn_tf
-    from dam_cnn_tf.presets import cached_sha256, preset_card, preset_dir
+    from dam_cnn_tf.presets import preset_card, teacher_fingerprint_of
     from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
     from dam_cnn_tf.training.distillation_recipe import teacher_of
-    from dam_cnn_tf.training.teacher_labels import teacher_fingerprint, teacher_probabilities
+    from dam_cnn_tf.training.teacher_labels import teacher_probabilities
 
     paths = {recipe["select_on"]: args.data}
     for item in args.extra_data:
@@ -103,9 +103,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     for name, card in cards.items():
         if tuple(card["class_names"]) != class_names:
             parser.error(f"teacher {name}: classes {card['class_names']} differ from {list(class_names)}")
-    fingerprints = {d: teacher_fingerprint(cached_sha256(preset_dir(teacher_of(recipe, d)) / "model.keras"),
-                                           int(cards[teacher_of(recipe, d)]["input_shape"][0]), class_names)
-                    for d in recipe["datasets"]}
+    fingerprints = {d: teacher_fingerprint_of(teacher_of(recipe, d), class_names) for d in recipe["datasets"]}
     seed = recipe["training"].get("seed", 0)
     sets = [load_distillation_set(name, paths[name], recipe["student"]["input_size"], recipe["val_fraction"], seed)
             for name in recipe["datasets"]]

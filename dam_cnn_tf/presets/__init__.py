@@ -67,6 +67,15 @@ def preset_card(name: str) -> dict:
     return read_card(preset_dir(name))
 
 
+def teacher_fingerprint_of(name: str, class_names) -> str:
+    """Preset ``name`` as a distillation teacher (``training.teacher_labels.teacher_fingerprint``:
+    its model file's SHA-256, its input size, ``class_names``), as cached teacher labels record it."""
+    from dam_cnn_tf.training.teacher_labels import teacher_fingerprint
+
+    return teacher_fingerprint(cached_sha256(preset_dir(name) / MODEL_FILE), int(preset_card(name)["input_shape"][0]),
+                               class_names)
+
+
 def read_card(folder) -> dict:
     """The model card (``card.json``) in ``folder``; ``PresetError`` when it cannot be read."""
     path = Path(folder) / CARD_FILE
