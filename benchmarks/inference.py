@@ -170,6 +170,9 @@ def head_to_head_section(name: str, faces, fer_model: Path, steps: int, work: Pa
             f"{name} keras": (dam_cnn_tf.from_preset(name).predict_on_batch, batch),
             "fer keras": (fer_keras, grey),
             "fer litert": (lambda x, run=litert_runner(fer_tflite): run(x), grey)}
+    if card.get("light", {}).get("quantize") == "int8":  # fer's model converted the same way too
+        fer_int8 = plain_export(fer, work / "fer-int8.tflite", "litert", calibration=grey)
+        runs["fer litert int8"] = (lambda x, run=litert_runner(fer_int8): run(x), grey)
     log(f"head to head: {', '.join(runs)}")
     return {"preset": name, "fer_litert_bytes": fer_tflite.stat().st_size, **rates_together(runs, steps)}
 

@@ -9,9 +9,11 @@
    in ``RUN/teacher`` beside a fingerprint of the faces and the teacher; a stale file is refused);
 2. the student (``dam_cnn_tf.models.student``) trains on the training parts only
    (``dam_cnn_tf.training.distillation``), resumable from its last whole epoch;
-3. the run's model is packed as trained (float32) with its light file (LiteRT, checked against
-   it, ``dam_cnn_tf.presets.light``), measured on each data set's validation part beside the
-   teacher on the same faces, and described in ``card.json`` and ``card.md``.
+3. the run's model is packed as its recipe's ``[shipping]`` says (float32, as trained or with the
+   mirror average) with its light file (LiteRT, float32 or int8 scaled on training faces,
+   checked against it, ``dam_cnn_tf.presets.light``); the light file, which ``predict`` serves,
+   is measured on each data set's validation part beside the teacher on the same faces (the
+   Keras model's accuracy beside it), and described in ``card.json`` and ``card.md``.
 The recipe is ``dam_cnn_tf/recipes/distilled/NAME.toml``; the card records its SHA-256.
 """
 
@@ -25,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 PAPER_FER2013 = 0.6620  # Table 10, DAM-CNN on FER2013 (PrivateTest), VGG-Face backbone
+# A quantized light file that changes more of the validation predictions is not shipped.
+MIN_QUANTIZED_AGREEMENT = 0.95
 
 # What each distilled preset is trained on and how it reads faces; the recipe file holds the rest.
 DISTILLED_PRESETS = {
@@ -39,7 +43,7 @@ DISTILLED_PRESETS = {
                      "48x48",
         },
         "input": ("RGB 0-255 face crops of 48x48 (predict and evaluate detect and crop faces first); colour is read "
-                  "as grey (BT.601 luma), as FER2013's faces were; one pass, no mirror average"),
+                  "as grey (BT.601 luma), as FER2013's faces were"),
         "licence": ("weights: trained on FER2013 (Goodfellow et al., 2013; distributed for research through Kaggle) and "
                     "RAF-DB (Li, Deng & Du, 2017; licensed for non-commercial research only), with the answers of the "
                     "fer2013-face-resnet and rafdb-face-resnet presets (fine-tuned from dlib's public-domain face "
@@ -137,11 +141,11 @@ def build_distilled(name: str, args, parser, common) -> None:
     from dam_cnn_tf.evaluation.metrics import classification_report
     from dam_cnn_tf.models.model_file import load_model_file
     from dam_cnn_tf.models.student import student_config
-    from dam_cnn_tf.presets.light import describe_light_file, parity
-    from dam_cnn_tf.presets.packing import sha256_of
+    from dam_cnn_tf.presets.light import LightModel, describe_light_file, parity
+    from dam_cnn_tf.presets.packing import preset_model, sha256_of
     from dam_cnn_tf.recipes.distilled import distilled_recipe_path
     from dam_cnn_tf.presets import cached_sha256, preset_dir
-    from dam_cnn_tf.training.distillation_recipe import distil, read_recipe, teacher_of
+    from dam_cnn_tf.training.distillation_recipe import distil, read_recipe, teacher_of, training_part
     from dam_cnn_tf.training.run_dir import atomic_write_json, atomic_write_text
 
     log = common.log
@@ -150,7 +154,8 @@ def build_distilled(name: str, args, parser, common) -> None:
     recipe = read_recipe(recipe_file)
     run_dir = Path(args.run_dir)
     trained_with = run_dir / "recipe.json"
-    if trained_with.is_file() and json.loads(trained_with.read_text(encoding="utf-8")) != json.loads(json.dumps(recipe)):
+    if trained_with.is_file() and (training_part(json.loads(trained_with.read_text(encoding="utf-8")))
+                                   != json.loads(json.dumps(training_part(recipe)))):
         raise SystemExit(f"{trained_with}: the run was trained with another recipe than {recipe_file.name}; "
                          "train it again in a new --run-dir")
     if args.skip_training and not (run_dir / "model.keras").is_file():
@@ -185,37 +190,63 @@ def build_distilled(name: str, args, parser, common) -> None:
     staging = folder.with_name(f".{name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # float32 as trained: the student is small, and float16 weights changed 7 of the 2,871
-    # FER2013 validation predictions (largest probability difference 0.014)
+    shipping = recipe["shipping"]
+    student = load_model_file(run_dir / "model.keras")
     shipped_path = staging / "model.keras"
-    shutil.copyfile(run_dir / "model.keras", shipped_path)
+    if shipping["mirror_average"]:
+        # the mean of the face's and its mirror image's probabilities (training saw both); float32
+        preset_model(student, class_names, mirror_average=True, name="student_preset").save(shipped_path)
+    else:
+        # float32 as trained: the student is small, and float16 weights changed 7 of the 2,871
+        # FER2013 validation predictions (largest probability difference 0.014)
+        shutil.copyfile(run_dir / "model.keras", shipped_path)
     shipped = load_model_file(shipped_path)
-
-    log("Validation")
     size = recipe["student"]["input_size"]
-    scores, p_val = {}, {}
+    described = {"input_shape": [int(s) for s in shipped.input_shape[1:]], "check_faces": common.check_faces(shipped, size),
+                 "file": {"name": "model.keras", "bytes": shipped_path.stat().st_size, "sha256": sha256_of(shipped_path)}}
+    quantize = None if shipping["light_quantize"] == "none" else shipping["light_quantize"]
+    log(f"Light file ({quantize or 'float32'})")
+    calibration = calibration_faces(sets, recipe) if quantize == "int8" else None
+    light_entry = describe_light_file(staging, described, ship=True, quantize=quantize, calibration=calibration)
+    light = LightModel(staging / light_entry["name"])
+
+    # What predict, analyze and evaluate serve is the light file: its answers are the figures.
+    log("Validation")
+    scores, served, keras_p = {}, [], []
     for data in sets:
         faces = data.faces[data.val].astype(np.float32)
-        p_shipped = shipped.predict(faces, batch_size=256, verbose=0)["probabilities"]
+        p_keras = shipped.predict(faces, batch_size=256, verbose=0)["probabilities"]
+        p_shipped = np.concatenate([light(faces[i:i + 256])["probabilities"] for i in range(0, len(faces), 256)])
+        served.append(p_shipped)
+        keras_p.append(p_keras)
         student_right = p_shipped.argmax(1) == data.labels[data.val]
         teacher_right = data.soft[data.val].argmax(1) == data.labels[data.val]
-        p_val[data.name] = p_shipped
         scores[data.name] = {
             "report": classification_report(data.labels[data.val], p_shipped, class_names),
+            "keras_model_accuracy": float(np.mean(p_keras.argmax(1) == data.labels[data.val])),
             "teacher": classification_report(data.labels[data.val], data.soft[data.val], class_names),
             "student_against_teacher": {"first": "student", "second": "teacher", **mcnemar(student_right, teacher_right)},
             "agreement_with_teacher": float(np.mean(p_shipped.argmax(1) == data.soft[data.val].argmax(1))),
             "most_frequent_class": most_frequent_class(data.labels[data.train], data.labels[data.val], class_names),
         }
+    light_entry["validation_parity"] = parity(np.concatenate(served), np.concatenate(keras_p))
+    if light_entry["validation_parity"]["same_prediction"] < MIN_QUANTIZED_AGREEMENT:
+        # int8 does not suit every model (a tiny DAM-CNN trained to saturation moved by 0.5)
+        shutil.rmtree(staging)  # the preset already there stays as it was
+        raise SystemExit(f"{recipe_file.name}: the {quantize} light file gives the Keras model's class to only "
+                         f"{100 * light_entry['validation_parity']['same_prediction']:.1f} % of the validation "
+                         f"faces; ship it in float32 ([shipping] light_quantize = \"none\")")
     select = scores[recipe["select_on"]]
     speed = json.loads(args.speed_json.read_text(encoding="utf-8")) if args.speed_json else None
     data_args = " ".join(f"--extra-data {n}=<{n}>/train" for n in recipe["datasets"] if n != recipe["select_on"])
     card = {
         "name": name, "kind": "distilled", "description": meta["description"], "class_names": list(class_names),
-        "input": meta["input"], "input_shape": [int(s) for s in shipped.input_shape[1:]],
+        "input": meta["input"] + ("; the mean of the face's and its mirror image's probabilities"
+                                  if shipping["mirror_average"] else "; one pass, no mirror average"),
+        "input_shape": described["input_shape"],
         "outputs": {"probabilities": [len(class_names)],
                     "attention": [int(s) for s in shipped.output["attention"].shape[1:]]},
-        "mirror_average": False,
+        "mirror_average": shipping["mirror_average"],
         "licence": meta["licence"], "limits": meta["limits"],
         "teacher": {"preset": recipe["teacher"], "sha256": teacher_card["file"]["sha256"],
                     "card_validation_accuracy": teacher_card["validation"]["accuracy"],
@@ -223,7 +254,9 @@ def build_distilled(name: str, args, parser, common) -> None:
         "teachers": {d: {"preset": teacher_of(recipe, d),
                          "sha256": cached_sha256(preset_dir(teacher_of(recipe, d)) / "model.keras")}
                      for d in recipe["datasets"]},
-        "student": {**student_config(shipped), **recipe["student"]},
+        "student": {**student_config(student), **recipe["student"]},
+        "served": {"runtime": f"LiteRT, {quantize or 'float32'}", "passes_per_face": 2 if shipping["mirror_average"] else 1,
+                   "flops_per_face": (2 if shipping["mirror_average"] else 1) * student_config(student)["flops_per_face"]},
         "data": {
             "datasets": {s.name: {"description": meta["datasets"][s.name], "train_faces": int(len(s.train)),
                                   "validation_faces": int(len(s.val)),
@@ -249,11 +282,10 @@ def build_distilled(name: str, args, parser, common) -> None:
         "training": {"seconds": history["seconds"], "machine": common.cpu_name(),
                      "epochs": len(history["history"]["loss"]), "train_faces": history["train_faces"],
                      "history": history["history"]},
-        "check_faces": common.check_faces(shipped, size),
-        "file": {"name": "model.keras", "bytes": shipped_path.stat().st_size, "sha256": sha256_of(shipped_path)},
+        "check_faces": described["check_faces"],
+        "file": described["file"],
+        "light": light_entry,
     }
-    card["light"] = describe_light_file(staging, card, ship=True)
-    card["light"]["validation_parity"] = light_parity(staging / card["light"]["name"], sets, p_val, parity)
     atomic_write_json(staging / "card.json", card)
     atomic_write_text(staging / "card.md", distilled_card_markdown(card, common))
     atomic_write_json(staging / "classes.json", {"class_names": list(class_names)})
@@ -280,15 +312,15 @@ def other_baselines(recipe: dict, sets, cards: dict) -> dict:
     return out
 
 
-def light_parity(path: Path, sets, p_val: dict, parity) -> dict:
-    """The light file against ``model.keras`` on every data set's validation faces."""
-    from dam_cnn_tf.presets.light import LightModel
+def calibration_faces(sets, recipe: dict) -> np.ndarray:
+    """``[shipping] calibration_faces`` training faces (never a validation face), drawn with the
+    recipe's seed from the training parts of its data sets: what an int8 file is scaled on."""
+    from dam_cnn_tf.training.distillation_recipe import training_faces
 
-    light = LightModel(path)
-    faces = np.concatenate([s.faces[s.val] for s in sets]).astype(np.float32)
-    reference = np.concatenate([p_val[s.name] for s in sets])
-    got = np.concatenate([light(faces[i:i + 256])["probabilities"] for i in range(0, len(faces), 256)])
-    return parity(got, reference)
+    faces = training_faces(sets, recipe["datasets"])[0]
+    count = min(recipe["shipping"]["calibration_faces"], len(faces))
+    drawn = np.sort(np.random.default_rng(recipe["training"].get("seed", 0)).choice(len(faces), count, replace=False))
+    return faces[drawn].astype(np.float32)
 
 
 def distilled_card_markdown(card: dict, common) -> str:
@@ -321,7 +353,9 @@ def distilled_card_markdown(card: dict, common) -> str:
               f"2x2 max-pool), SERD (Eq. 1-3) on the last {card['outputs']['attention'][0]}x"
               f"{card['outputs']['attention'][1]} map, its salient features flattened into fully connected layers "
               f"of {student['dense_units']} units (dropout {student['dropout']}), softmax: "
-              f"{student['parameters']:,} parameters, {student['flops_per_face'] / 1e6:.1f} MFLOP per face. "
+              f"{student['parameters']:,} parameters, {student['flops_per_face'] / 1e6:.1f} MFLOP per pass"
+              + (f" (two passes a face, {card['served']['flops_per_face'] / 1e6:.1f} MFLOP: the face and its mirror "
+                 "image)" if card["mirror_average"] else "") + ". "
               "It keeps what costs little of DAM-CNN: SERD's attention and its regularizer, and the fully "
               "connected head on the salient features; it leaves out MPVS-Net's autoencoder, whose wide layers "
               "(the paper's 4096, our presets' 512-1024 units) and decoders would cost more than the whole "
@@ -337,10 +371,15 @@ def distilled_card_markdown(card: dict, common) -> str:
               f"{r['epochs']} epochs" + (f" per cycle, {r['cycles']} cosine cycles (each later one from "
                                          f"{r['cycle_peak']:g} of the previous peak)" if r["cycles"] > 1 else "")
               + " over " + " and ".join(f"{n} {k}" for k, n in card["training"]["train_faces"].items())
-              + " training faces; the last epoch's weights are kept (nothing is chosen per epoch).", "",
-              f"## Validation on {sel} (the shipped file)", "",
+              + " training faces; " + ("the student is the mean of the weights at the end of each cycle (Izmailov et al. "
+                                      "2018), its batch-norm statistics recomputed on the training faces"
+                                      if r.get("average_cycle_ends") else "the last epoch's weights are kept")
+              + " (nothing is chosen per epoch).", "",
+              f"## Validation on {sel} (the shipped light file, as `predict` serves it)", "",
               "| model | accuracy (%) |", "|---|---:|",
-              f"| **student, this preset** | **{100 * v['accuracy']:.2f}** |",
+              f"| **student, this preset** ({card['served']['runtime']}"
+              + (", mirror average" if card["mirror_average"] else "") + f") | **{100 * v['accuracy']:.2f}** |",
+              f"| the same through Keras (`from_preset`, float32) | {100 * by[sel]['keras_model_accuracy']:.2f} |",
               f"| teacher, `{teacher['preset']}` (same faces) | {100 * by[sel]['teacher']['accuracy']:.2f} |"]
     for b in card["baselines"].values():
         lines.append(f"| {b['label']} (C = {b['C']:g}; from the teacher's card) | {100 * b['accuracy']:.2f} |")
@@ -377,8 +416,13 @@ def distilled_card_markdown(card: dict, common) -> str:
     t, light = card["training"], card["light"]
     lp, vp = light["parity"], light["validation_parity"]
     lines += ["", "## Files", "",
-              f"`model.keras`: {card['file']['bytes'] / 1e6:.2f} MB, the run's model as trained (float32 weights); "
-              f"SHA-256 `{card['file']['sha256']}`. `{light['name']}` (LiteRT, float32): {light['bytes'] / 1e6:.2f} MB, "
+              f"`model.keras`: {card['file']['bytes'] / 1e6:.2f} MB, the run's model (float32 weights"
+              + ("; the face and its mirror image through it, their probabilities averaged" if card["mirror_average"]
+                 else "") + "); "
+              f"SHA-256 `{card['file']['sha256']}`. `{light['name']}` ({card['served']['runtime']}"
+              + (", weights and activations int8, each activation's range measured on "
+                 f"{card['distillation']['shipping']['calibration_faces']} training faces" if light["quantize"] == "int8"
+                 else "") + f"): {light['bytes'] / 1e6:.2f} MB, "
               f"SHA-256 `{light['sha256']}`, made from it at build time; `predict`, `analyze` and `evaluate "
               f"--runtime light` run it. Against `model.keras`: largest probability difference "
               f"{vp['max_abs_probability_difference']:.2g} on the {vp['faces']} validation faces of all data sets "

@@ -64,5 +64,8 @@ def test_head_to_head_times_a_preset_and_fers_model_in_turn(tmp_path):
                     "--skip", "batching"])
     section = json.loads(out.read_text())["head_to_head"]
     assert section["preset"] == "fer2013-student" and section["fer_litert_bytes"] > 0
-    for run in ("fer2013-student light", "fer2013-student keras", "fer keras", "fer litert"):
+    from dam_cnn_tf.presets import preset_card
+
+    int8 = preset_card("fer2013-student")["light"]["quantize"] == "int8"  # then fer's model as int8 too
+    for run in ("fer2013-student light", "fer2013-student keras", "fer keras", "fer litert") + (("fer litert int8",) * int8):
         assert section[run]["batch_64"]["faces_per_s"] > 0, run

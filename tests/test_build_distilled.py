@@ -73,6 +73,12 @@ def test_shipped_recipe_is_valid():
         check_recipe(broken)
     with pytest.raises(RecipeError, match="not a distillation recipe"):
         check_recipe({k: v for k, v in recipe.items() if k != "kind"})
+    with pytest.raises(RecipeError, match=r"light_quantize must be one of none, float16, int8, got 'int4'"):
+        check_recipe(dict(recipe, shipping={"light_quantize": "int4"}))
+    with pytest.raises(RecipeError, match=r"unknown \[shipping\] keys \['mirror'\]"):
+        check_recipe(dict(recipe, shipping={"mirror": True}))
+    with pytest.raises(RecipeError, match="calibration_faces must be a whole number of at least 16"):
+        check_recipe(dict(recipe, shipping={"calibration_faces": 4}))
 
 
 def test_each_data_set_may_have_its_own_teacher():
@@ -146,6 +152,37 @@ def test_build_distils_packs_and_describes_a_student(tmp_path, monkeypatch):
     again = json.loads((folder / "card.json").read_text())
     assert (run / "model.keras").stat().st_mtime_ns == trained
     assert again["check_faces"] == card["check_faces"] and again["validation"] == card["validation"]
+
+    # [shipping] changes how the same run is served, not its training: packed again with the mirror
+    # average and an int8 light file scaled on training faces, whose answers are the figures
+    recipe_path = tmp_path / "recipes" / "tiny-student.toml"
+    recipe_path.write_text(RECIPE + '\n[shipping]\nmirror_average = true\nlight_quantize = "int8"\ncalibration_faces = 16\n')
+    # this student's answers are nearly uniform after one epoch: int8's steps of 1/256 change its
+    # classes, so the build refuses to ship it, and the preset already there stays
+    before = sha256_of(folder / "card.json")
+    with pytest.raises(SystemExit, match="the int8 light file gives the Keras model's class to only"):
+        distilled.build_distilled("tiny-student", _args(**{**vars(args), "skip_training": True, "replace": True}),
+                                  argparse.ArgumentParser(), build)
+    assert sha256_of(folder / "card.json") == before and not list(folder.parent.glob(".*staging"))
+    monkeypatch.setattr(distilled, "MIN_QUANTIZED_AGREEMENT", 0.0)
+    distilled.build_distilled("tiny-student", _args(**{**vars(args), "skip_training": True, "replace": True}),
+                              argparse.ArgumentParser(), build)
+    served = json.loads((folder / "card.json").read_text())
+    assert (run / "model.keras").stat().st_mtime_ns == trained
+    assert served["mirror_average"] and served["light"]["quantize"] == "int8" and served["light"]["shipped"]
+    assert served["served"]["flops_per_face"] == 2 * served["student"]["flops_per_face"]
+    mirrored = load_model_file(folder / "model.keras")
+    assert mirrored.get_layer("mirror_average") is not None
+    from dam_cnn_tf.presets.light import LightModel
+
+    light_model = LightModel(folder / "model.tflite")
+    faces = probe.faces[probe.val].astype(np.float32)
+    right = light_model(faces)["probabilities"].argmax(1) == probe.labels[probe.val]
+    assert served["validation"]["accuracy"] == pytest.approx(right.mean())  # the light file's figures
+    keras_right = mirrored.predict(faces, verbose=0)["probabilities"].argmax(1) == probe.labels[probe.val]
+    assert served["validation_by_dataset"]["faces"]["keras_model_accuracy"] == pytest.approx(keras_right.mean())
+    assert "mirror average" in (folder / "card.md").read_text() and "int8" in (folder / "card.md").read_text()
+    recipe_path.write_text(RECIPE)
 
     # benchmarks/student_runs.py reads the run as the build did: the same validation figures
     from benchmarks import student_runs

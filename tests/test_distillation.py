@@ -140,3 +140,44 @@ def test_an_interrupted_run_resumes_and_keeps_its_whole_history(tmp_path):
     assert len(resumed["loss"]) == 2  # epochs 2 and 3 only: the first came from the backup
     assert [line for line in lines if line.startswith("resumed")] == ["resumed from the run's backup after epoch 1"]
     assert [e["epoch"] for e in read_epochs(tmp_path / "epochs.jsonl")] == [1, 2, 3]
+
+
+def test_the_cycle_ends_averaged_with_batch_norm_recomputed_on_the_training_faces(tmp_path):
+    """average_cycle_ends: each cycle's last weights are kept; the student ends as their mean, and
+    each batch-norm layer's statistics are those of the training faces through the averaged
+    weights (checked with one batch against NumPy on the layer's input)."""
+    from dam_cnn_tf.training.distillation import cycle_end_path
+
+    rng = np.random.default_rng(1)
+    faces = rng.integers(0, 255, (16, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 7, 16)
+    targets = distillation_targets(labels, rng.dirichlet(np.ones(7), 16), 7)
+    model = build_student(NAMES, input_size=8, widths=(4, 8), convs_per_block=1, dense_units=(8,))
+    lines = []
+    train_student(model, faces, targets, {"val": (faces[:4], labels[:4])}, epochs=1, cycles=3, batch_size=8,
+                  average_cycle_ends=True, cycle_dir=tmp_path / "cycles", log=lines.append)
+    paths = [cycle_end_path(tmp_path / "cycles", c) for c in (1, 2, 3)]
+    assert all(p.is_file() for p in paths) and not list((tmp_path / "cycles").glob(".partial*"))
+    assert "averaged" in lines[-1]
+    saved = []
+    for path in paths:
+        copy = build_student(NAMES, input_size=8, widths=(4, 8), convs_per_block=1, dense_units=(8,))
+        copy.load_weights(path)
+        saved.append(copy)
+    assert not np.allclose(saved[0].layers[2].get_weights()[0], saved[2].layers[2].get_weights()[0])
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.99 for layer in norms)  # restored after the recomputation
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            mean = np.mean([s.get_layer(layer.name).get_weights()[0] for s in saved], axis=0)
+            np.testing.assert_allclose(layer.get_weights()[0], mean, rtol=1e-6, atol=1e-7)
+
+    from dam_cnn_tf.training.distillation import recompute_batch_norm
+
+    first = norms[0]
+    recompute_batch_norm(model, faces, batch_size=len(faces))  # one batch: exactly its statistics
+    inputs = keras.Model(model.input, first.input)(faces.astype(np.float32)).numpy().astype(np.float64)
+    np.testing.assert_allclose(first.moving_mean.numpy(), inputs.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(first.moving_variance.numpy(), inputs.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="needs a cycle_dir"):
+        train_student(model, faces, targets, {}, epochs=1, batch_size=8, average_cycle_ends=True, log=None)

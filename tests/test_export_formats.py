@@ -4,6 +4,7 @@ import json
 import sys
 
 import cv2
+import keras
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from test_export import CLASS_NAMES, HEIGHT, WIDTH, _tiny_model
 FLOAT_TOL = 1e-4
 # Quantized weights move the outputs by up to ~0.03 on a trained CK+48 model (docs/serving.md).
 QUANT_TOL = 0.05
+# int8 activations too: the fast preset's probabilities moved by up to 0.08 on 300 training faces.
+INT8_TOL = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,41 @@ def test_quantized_litert_runs_and_stays_close(exported, faces, quantize):
     outputs = ef.litert_runner(path)(faces)
     _assert_close(outputs, reference, QUANT_TOL)
     np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_int8_litert_is_scaled_on_calibration_faces_and_stays_close(tmp_path):
+    """int8 on a small student (what the fast preset ships); the build measures each model it
+    quantizes on validation faces, since int8 does not suit every model (a tiny DAM-CNN trained
+    to saturation moved its probabilities by 0.5)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dam_cnn_tf.models.student import build_student
+
+    keras.utils.set_random_seed(3)  # a student whose answers differ from face to face
+    model = build_student(CLASS_NAMES, input_size=32, widths=(8, 16), convs_per_block=1, dense_units=(16,))
+    logits = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    kernel, bias = logits.get_weights()
+    logits.set_weights([10 * kernel, bias])  # confident answers, as a trained model's: a wrong scale would show
+    synthetic = make_synthetic_faces(num_subjects=4, images_per_class=1, image_size=32, classes=CLASS_NAMES, seed=5)
+    faces = np.stack([s.image for s in synthetic.samples]).astype(np.float32)
+    reference = model.predict(faces, verbose=0)
+    assert np.ptp(reference["probabilities"], axis=0).max() > 0.3
+    target = tmp_path / "m-int8.tflite"
+    with pytest.raises(ExportError, match="needs calibration faces"):
+        ef.export_model_file(model, target, CLASS_NAMES, "litert", quantize="int8")
+    with pytest.raises(ExportError, match="at least 16 faces"):
+        ef.export_model_file(model, target, CLASS_NAMES, "litert", quantize="int8", calibration=faces[:3])
+    assert not target.exists()
+    # the faces mirrored and darkened: other faces than those compared below
+    calibration = np.concatenate([faces[:, :, ::-1], 0.8 * faces])
+    path = ef.export_model_file(model, target, CLASS_NAMES, "litert", quantize="int8", calibration=calibration)
+    outputs = ef.litert_runner(path)(faces)
+    _assert_close(outputs, {k: np.asarray(v) for k, v in reference.items()}, INT8_TOL)
+    assert outputs["probabilities"].dtype == np.float32  # int8 inside, float32 at the edges
+    assert np.array_equal(outputs["probabilities"].argmax(1), reference["probabilities"].argmax(1))
+    kernels = [t for t in Interpreter(model_path=str(path)).get_tensor_details() if t["dtype"] == np.int8]
+    assert len(kernels) > 10  # weights and activations, not a float32 file under another name
+    assert ef.file_class_names(path) == CLASS_NAMES
 
 
 def test_onnx_gives_the_saved_models_outputs(exported, faces):
@@ -149,3 +187,30 @@ def test_saved_model_ops_are_all_known_to_tf_serving(exported):
     assert minimum_serving_version(ops) == "2.16.1"
     with pytest.raises(ValueError, match="NotARealOp"):
         minimum_serving_version(ops | {"NotARealOp"})
+
+
+def test_cli_exports_int8_scaled_on_a_folder_of_faces(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from cli_helpers import synthetic_folder
+    from dam_cnn_tf.cli import main
+    from dam_cnn_tf.models.student import build_student
+
+    model_file = tmp_path / "student.keras"
+    build_student(CLASS_NAMES, input_size=32, widths=(4, 8), convs_per_block=1, dense_units=(8,)).save(model_file)
+    (tmp_path / "classes.json").write_text(json.dumps({"class_names": CLASS_NAMES}))
+    faces = synthetic_folder(tmp_path / "faces", subjects=2, per_class=2, size=40)
+    out = tmp_path / "int8.tflite"
+    runner = CliRunner()
+    missing = runner.invoke(main, ["export", str(model_file), str(out), "--format", "litert", "--quantize", "int8"])
+    assert missing.exit_code == 2 and "--quantize int8 needs --calibration FOLDER" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["export", str(model_file), str(out), "--format", "litert", "--quantize", "int8",
+                                 "--calibration", str(tmp_path / "empty")])
+    assert empty.exit_code == 2 and "holds 0 images" in empty.output and not out.exists()
+    result = runner.invoke(main, ["export", str(model_file), str(out), "--format", "litert", "--quantize", "int8",
+                                  "--calibration", str(faces), "--calibration-faces", "20"])
+    assert result.exit_code == 0, result.output
+    assert "int8, scaled on 20 faces" in result.output
+    details = Interpreter(model_path=str(out)).get_tensor_details()
+    assert sum(t["dtype"] == np.int8 for t in details) > 10

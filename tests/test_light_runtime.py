@@ -129,6 +129,30 @@ def test_runtime_choices(presets_root, tmp_path):
         Predictor("tiny", runtime="tflite")
 
 
+def test_an_int8_light_file_is_made_at_build_time_only(presets_root):
+    """An int8 file is scaled on the build's training faces: it ships with the preset, and a
+    user's machine, which has none of them, never makes one in their place."""
+    folder = write_tiny_preset(presets_root)
+    card = preset_card("tiny")
+    calibration = _faces(16, seed=1).astype(np.float32)
+    with pytest.raises(light.LightFileError, match="made at build time only"):
+        light.describe_light_file(folder, card, ship=False, quantize="int8", calibration=calibration)
+    card["light"] = light.describe_light_file(folder, card, quantize="int8", calibration=calibration)
+    assert card["light"]["shipped"] and card["light"]["quantize"] == "int8"
+    (folder / "card.json").write_text(json.dumps(card))
+    fast = Predictor("tiny", detect=False)
+    assert fast.runtime == "litert" and fast.opened.file == folder / "model.tflite"
+    p_fast, _ = fast.predict_faces(_faces())
+    p_slow, _ = Predictor("tiny", detect=False, runtime="keras").predict_faces(_faces())
+    assert np.abs(p_fast - p_slow).max() < 0.1
+    (folder / "model.tflite").unlink()  # as if it were described but not shipped
+    card["light"] = {k: v for k, v in card["light"].items() if k not in ("sha256", "bytes")} | {"shipped": False}
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(PredictError, match="int8 light file is made only when the preset is built"):
+        Predictor("tiny", detect=False, runtime="light")
+    assert not light.cache_folder(card).joinpath("model.tflite").exists()
+
+
 def test_describe_ships_a_light_file_only_within_the_budget(presets_root, monkeypatch):
     folder = write_tiny_preset(presets_root)
     card = preset_card("tiny")
@@ -178,7 +202,10 @@ def test_the_shipped_presets_light_files_agree_with_their_keras_models(real_cach
         card = preset_card(name)
         path = light.light_path(name)
         measured = light.check_against_card(path, card)
-        assert measured["same_prediction"] == 1.0, name
+        if card["light"].get("quantize") in (None, "float16"):
+            assert measured["same_prediction"] == 1.0, name
+        else:  # int8 moves near-ties: as the build measured it, on these faces and on validation faces
+            assert measured["same_prediction"] == pytest.approx(card["light"]["parity"]["same_prediction"]), name
         assert measured["max_abs_probability_difference"] <= card["light"]["tolerance"], name
 
 

@@ -84,7 +84,12 @@ def test_the_light_file_matches_the_keras_model_within_the_cards_tolerance(model
     got = LightModel(FOLDER / card["light"]["name"])(faces)["probabilities"]
     expected = model.predict(faces, verbose=0)["probabilities"]
     assert np.abs(got - expected).max() <= card["light"]["tolerance"]
-    assert got.argmax(axis=1).tolist() == card["check_faces"]["labels"]
+    same = np.mean(got.argmax(axis=1) == np.asarray(card["check_faces"]["labels"]))
+    if card["light"]["quantize"] is None:
+        assert same == 1.0
+    else:  # int8 moves near-ties: on these synthetic faces as at build time, and rarely on real ones
+        assert same == pytest.approx(card["light"]["parity"]["same_prediction"])
+        assert card["light"]["validation_parity"]["same_prediction"] >= 0.95
 
 
 def test_the_card_names_the_recipe_it_was_trained_with(card):
@@ -110,3 +115,27 @@ def test_predict_takes_the_preset_by_name(tmp_path, card):
     rows = [json.loads(line) for line in invoke("predict", NAME, path, "--no-detect").output.splitlines()
             if line.startswith("{")]
     assert len(rows) == 1 and rows[0]["class_id"] == card["check_faces"]["labels"][0]
+
+
+def test_predict_with_the_preset_never_imports_tensorflow(tmp_path, card):
+    """``damcnn-tf predict fer2013-student photo`` in a fresh interpreter: its int8 light file
+    answers, and neither TensorFlow nor Keras is imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    face = _check_faces(card["input_shape"][0])[0].astype(np.uint8)
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    script = (f"import json, sys\nfrom dam_cnn_tf.cli import main\n"
+              f"try:\n    main(['predict', {NAME!r}, {str(path)!r}, '--no-detect'])\n"
+              f"except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+              "print('HEAVY ' + json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('tensorflow', 'keras', 'tf_keras', 'jax', 'torch'))))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and rows[0]["class_id"] == card["check_faces"]["labels"][0]
+    assert next(line for line in proc.stdout.splitlines() if line.startswith("HEAVY ")) == "HEAVY []"

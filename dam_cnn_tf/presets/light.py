@@ -150,6 +150,9 @@ def cached_light_file(name: str, card: dict, entry: dict, make: bool = True, log
             pass  # a damaged cache entry is made again below
     if not make:
         return None
+    if entry.get("quantize") == "int8":  # its calibration faces are the build's, not the user's
+        raise LightFileError(f"preset {name!r}: its int8 light file is made only when the preset is built, and it "
+                             f"is missing; reinstall: {REINSTALL}, or predict with --runtime keras")
     from dam_cnn_tf.presets import checked_model_path
 
     source = checked_model_path(name)
@@ -192,8 +195,9 @@ def _atomic_json(path: Path, data: dict) -> None:
 
 
 def make_light_file(keras_path, out, fmt: str = LITERT, quantize: Optional[str] = None,
-                    overwrite: bool = False) -> Path:
-    """The light file of a DAM-CNN ``.keras`` model (TensorFlow's converter)."""
+                    overwrite: bool = False, calibration: Optional[np.ndarray] = None) -> Path:
+    """The light file of a DAM-CNN ``.keras`` model (TensorFlow's converter); ``calibration``:
+    the faces an ``int8`` file's activation ranges are measured on."""
     from dam_cnn_tf.export import ExportError
     from dam_cnn_tf.export_formats import export_model_file
     from dam_cnn_tf.layers.class_names import class_names_of
@@ -201,7 +205,8 @@ def make_light_file(keras_path, out, fmt: str = LITERT, quantize: Optional[str] 
 
     model = load_model_file(keras_path)
     try:
-        return export_model_file(model, out, class_names_of(model), fmt, quantize=quantize, overwrite=overwrite)
+        return export_model_file(model, out, class_names_of(model), fmt, quantize=quantize, overwrite=overwrite,
+                                 calibration=calibration)
     except ExportError as error:
         raise LightFileError(str(error)) from None
 
@@ -230,19 +235,28 @@ def check_against_card(path, card: dict) -> dict:
     return parity(probabilities, card["check_faces"]["probabilities"])
 
 
-def describe_light_file(folder, card: dict, ship="auto", fmt: str = LITERT, quantize: Optional[str] = None) -> dict:
+def describe_light_file(folder, card: dict, ship="auto", fmt: str = LITERT, quantize: Optional[str] = None,
+                        calibration: Optional[np.ndarray] = None) -> dict:
     """Make the light file of the preset in ``folder`` from its ``model.keras`` and return the
     card's ``light`` entry: shipped beside the model (``ship``; its SHA-256 recorded), or
     described only, to be made on first use (the file made here is removed). ``ship="auto"``
-    ships it when the preset's folder stays within ``PRESET_BUDGET_BYTES`` with it."""
+    ships it when the preset's folder stays within ``PRESET_BUDGET_BYTES`` with it. An ``int8``
+    file (``calibration``: the training faces its ranges are measured on) is always shipped: a
+    user's machine has no calibration faces to make it again."""
     folder = Path(folder)
-    path = make_light_file(folder / MODEL_FILE, folder / LIGHT_NAMES[fmt], fmt, quantize, overwrite=True)
+    if quantize == "int8":
+        if ship is False:
+            raise LightFileError(f"{folder}: an int8 light file is made at build time only; ship it")
+        ship = True
+    path = make_light_file(folder / MODEL_FILE, folder / LIGHT_NAMES[fmt], fmt, quantize, overwrite=True,
+                           calibration=calibration)
     if ship == "auto":
         others = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p != path)
         ship = others + path.stat().st_size + CARD_ALLOWANCE_BYTES <= PRESET_BUDGET_BYTES
     try:
         measured = check_against_card(path, card)
-        # Quantized weights move probabilities by a few hundredths: allow twice what was measured.
+        # Quantized weights (and int8 activations) move probabilities by a few hundredths: allow
+        # twice what was measured.
         tolerance = FLOAT_TOLERANCE if quantize is None else max(FLOAT_TOLERANCE,
                                                                  2 * measured["max_abs_probability_difference"])
         if measured["max_abs_probability_difference"] > tolerance:

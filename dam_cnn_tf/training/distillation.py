@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import keras
@@ -165,6 +167,61 @@ class ValidationAccuracy(keras.callbacks.Callback):
             self.log_fn(f"epoch {epoch + 1}: {figures} ({seconds:.0f} s)")
 
 
+class CycleEnds(keras.callbacks.Callback):
+    """Saves ``student``'s weights at the end of each cosine cycle as
+    ``folder/cycle-N.weights.h5`` (written whole, then renamed), for ``average_cycle_weights``; the
+    files outlive an interrupted run."""
+
+    def __init__(self, student: keras.Model, folder, epochs_per_cycle: int):
+        super().__init__()
+        self.student, self.folder, self.epochs_per_cycle = student, Path(folder), int(epochs_per_cycle)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.epochs_per_cycle == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            cycle = (epoch + 1) // self.epochs_per_cycle
+            staging = self.folder / f".partial-cycle-{cycle}.weights.h5"  # Keras wants the .weights.h5 ending
+            self.student.save_weights(staging)
+            os.replace(staging, cycle_end_path(self.folder, cycle))
+
+
+def cycle_end_path(folder, cycle: int) -> Path:
+    return Path(folder) / f"cycle-{cycle}.weights.h5"
+
+
+def average_cycle_weights(student: keras.Model, paths, faces: np.ndarray, batch_size: int = 256, seed: int = 0) -> None:
+    """Set ``student`` to the mean of the weights saved at the ends of its cosine cycles (weight
+    averaging over the cycles' minima: Izmailov et al. 2018, "Averaging weights leads to wider
+    optima"), then recompute its batch-norm statistics on ``faces`` (the training faces, as
+    stored): averaged weights have no statistics of their own."""
+    saved = []
+    for path in paths:
+        student.load_weights(path)
+        saved.append(student.get_weights())
+    student.set_weights([np.mean(np.stack(values), axis=0).astype(values[0].dtype) for values in zip(*saved)])
+    recompute_batch_norm(student, faces, batch_size, seed)
+
+
+def recompute_batch_norm(model: keras.Model, faces: np.ndarray, batch_size: int = 256, seed: int = 0) -> None:
+    """Each batch-norm layer's moving mean and variance set to the mean of its batch statistics
+    over ``faces`` in batches of ``batch_size`` (shuffled with ``seed``): a running mean, with
+    momentum k / (k + 1) at the k-th batch, restored afterwards."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
+    order = np.random.default_rng(seed).permutation(len(faces))
+    try:
+        for k, start in enumerate(range(0, len(faces), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(np.asarray(faces[order[start:start + batch_size]], np.float32), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 def read_epochs(record) -> list:
     """The epochs ``ValidationAccuracy`` recorded, in order, the last record of an epoch kept
     (a resumed run may repeat the epoch it was interrupted in)."""
@@ -211,15 +268,17 @@ class CosineCycles(keras.optimizers.schedules.LearningRateSchedule):
 def train_student(model: keras.Model, faces: np.ndarray, targets: np.ndarray, validation: dict, epochs: int,
                   batch_size: int = 128, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
                   temperature: float = 4.0, alpha: float = 0.9, seed: int = 0, cycles: int = 1,
-                  cycle_peak: float = 0.5, backup_dir=None, record=None, log: Callable[[str], None] = print,
-                  **augment_options) -> dict:
+                  cycle_peak: float = 0.5, average_cycle_ends: bool = False, backup_dir=None, cycle_dir=None,
+                  record=None, log: Callable[[str], None] = print, **augment_options) -> dict:
     """Distil into ``model`` (a ``build_student`` model, trained in place) from ``faces`` (uint8)
     and ``targets`` (``distillation_targets``): AdamW with a one-epoch warm-up and a cosine decay
     over ``epochs``, repeated ``cycles`` times (each later cycle from ``cycle_peak`` times the
-    previous peak); the last epoch's weights are kept. ``validation`` maps names to
+    previous peak); the last epoch's weights are kept, unless ``average_cycle_ends``. ``validation`` maps names to
     ``(faces, labels)``, scored after every epoch (nothing is chosen on them here) and appended
     to ``record``. With ``backup_dir`` an interrupted run resumes from its last whole epoch
-    (``keras.callbacks.BackupAndRestore``). Returns this call's per-epoch history."""
+    (``keras.callbacks.BackupAndRestore``). With ``average_cycle_ends`` the weights at the end of
+    each cycle are kept in ``cycle_dir`` and ``model`` ends as their average
+    (``average_cycle_weights``). Returns this call's per-epoch history."""
     from dam_cnn_tf.models.student import logits_model
 
     keras.utils.set_random_seed(seed)
@@ -231,10 +290,23 @@ def train_student(model: keras.Model, faces: np.ndarray, targets: np.ndarray, va
                             peak_decay=cycle_peak)
     trainable.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                       loss=DistillationLoss(temperature, alpha))
+    if average_cycle_ends and cycle_dir is None:
+        raise ValueError("average_cycle_ends needs a cycle_dir to keep each cycle's weights in")
     callbacks = [ValidationAccuracy(validation, log=log, record=record)]
     if backup_dir is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
+    if average_cycle_ends:  # before the backup: an epoch backed up has its cycle's weights saved
+        callbacks.insert(0, CycleEnds(model, cycle_dir, epochs))
     data = training_dataset(faces, targets, batch_size, seed=seed, **augment_options)
     history = trainable.fit(data, epochs=epochs * cycles, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                             verbose=0, shuffle=False)  # the dataset shuffles
+    if average_cycle_ends:
+        paths = [cycle_end_path(cycle_dir, c) for c in range(1, cycles + 1)]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{cycle_dir}: no {', '.join(missing)} to average")
+        average_cycle_weights(model, paths, faces, seed=seed)
+        if log is not None:
+            log(f"the weights at the ends of the {cycles} cycles averaged, batch-norm statistics recomputed on "
+                f"{len(faces):,} training faces")
     return {k: [float(v) for v in values] for k, values in history.history.items()}
