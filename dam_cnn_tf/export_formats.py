@@ -82,8 +82,8 @@ def export_model_file(
     activations quantized on the fly; both compute the same outputs within a few hundredths.
     ``int8`` stores weights and activations as int8 (the input and outputs stay float32), each
     activation's range measured on ``calibration`` (``(n, H, W, 3)`` faces, 0-255, as the model
-    reads them; at least ``MIN_CALIBRATION_FACES``): XNNPACK runs plain convolutions much faster
-    so on CPUs with int8 instructions, and it changes a few in a hundred predictions.
+    reads them; at least ``MIN_CALIBRATION_FACES``): XNNPACK runs its plain convolutions much
+    faster than float32 on CPUs with int8 instructions; it changes a few in a hundred predictions.
     """
     if format not in SUFFIXES:
         raise ExportError(f"format must be one of {', '.join(SUFFIXES)}, got {format!r}")
