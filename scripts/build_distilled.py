@@ -204,6 +204,7 @@ def build_distilled(name: str, args, parser, common) -> None:
     size = recipe["student"]["input_size"]
     described = {"input_shape": [int(s) for s in shipped.input_shape[1:]], "check_faces": common.check_faces(shipped, size),
                  "file": {"name": "model.keras", "bytes": shipped_path.stat().st_size, "sha256": sha256_of(shipped_path)}}
+    figures, passes = student_config(student), 2 if shipping["mirror_average"] else 1
     quantize = None if shipping["light_quantize"] == "none" else shipping["light_quantize"]
     log(f"Light file ({quantize or 'float32'})")
     calibration = calibration_faces(sets, recipe) if quantize == "int8" else None
@@ -254,9 +255,9 @@ def build_distilled(name: str, args, parser, common) -> None:
         "teachers": {d: {"preset": teacher_of(recipe, d),
                          "sha256": cached_sha256(preset_dir(teacher_of(recipe, d)) / "model.keras")}
                      for d in recipe["datasets"]},
-        "student": {**student_config(student), **recipe["student"]},
-        "served": {"runtime": f"LiteRT, {quantize or 'float32'}", "passes_per_face": 2 if shipping["mirror_average"] else 1,
-                   "flops_per_face": (2 if shipping["mirror_average"] else 1) * student_config(student)["flops_per_face"]},
+        "student": {**figures, **recipe["student"]},
+        "served": {"runtime": f"LiteRT, {quantize or 'float32'}", "passes_per_face": passes,
+                   "flops_per_face": passes * figures["flops_per_face"]},
         "data": {
             "datasets": {s.name: {"description": meta["datasets"][s.name], "train_faces": int(len(s.train)),
                                   "validation_faces": int(len(s.val)),

@@ -59,11 +59,15 @@ def calibration_images(folder: Path, size: tuple, count: int):
     import numpy as np
 
     from dam_cnn_tf.data.faces import resize_face
-    from dam_cnn_tf.data.images import has_image_extension, read_image
+    from dam_cnn_tf.data.images import read_image
+    from dam_cnn_tf.predict import PredictError, expand_inputs
 
     if not folder.is_dir():
         raise click.BadParameter(f"{folder} is not a folder", param_hint="--calibration")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and has_image_extension(p))
+    try:  # the images predict would read from the folder
+        paths = [found.path for found in expand_inputs([folder])]
+    except PredictError:  # a folder without images
+        paths = []
     if len(paths) < 16:
         raise click.BadParameter(f"{folder} holds {len(paths)} images; int8 needs at least 16 faces",
                                  param_hint="--calibration")
