@@ -159,8 +159,8 @@ def head_to_head_section(name: str, faces, fer_model: Path, steps: int, work: Pa
     import dam_cnn_tf
     from benchmarks.student_speed import plain_export
     from dam_cnn_tf.export_formats import litert_runner
-    from dam_cnn_tf.presets import preset_card
-    from dam_cnn_tf.presets.light import LightModel, light_path
+    from dam_cnn_tf.presets import preset_card, preset_dir
+    from dam_cnn_tf.presets.light import LightModel, light_path, make_light_file
 
     card = preset_card(name)
     batch = at_size(faces, int(card["input_shape"][0])).astype(np.float32)
@@ -170,7 +170,10 @@ def head_to_head_section(name: str, faces, fer_model: Path, steps: int, work: Pa
             f"{name} keras": (dam_cnn_tf.from_preset(name).predict_on_batch, batch),
             "fer keras": (fer_keras, grey),
             "fer litert": (lambda x, run=litert_runner(fer_tflite): run(x), grey)}
-    if card.get("light", {}).get("quantize") == "int8":  # fer's model converted the same way too
+    if card.get("light", {}).get("quantize") == "int8":
+        # the same model as a float32 light file, to show what int8 buys; fer's model in int8 too
+        float32 = make_light_file(preset_dir(name) / "model.keras", work / f"{name}-float32.tflite")
+        runs[f"{name} light float32"] = (LightModel(float32), batch)
         fer_int8 = plain_export(fer, work / "fer-int8.tflite", "litert", calibration=grey)
         runs["fer litert int8"] = (lambda x, run=litert_runner(fer_int8): run(x), grey)
     log(f"head to head: {', '.join(runs)}")

@@ -45,24 +45,16 @@ def read_runs(runs) -> dict:
 
 def labelled_sets(recipe: dict, data: dict, labels_dir: Path) -> list:
     """Each data set at the students' size, split as their runs split it, with its teacher's labels."""
-    from dam_cnn_tf.presets import preset_card, teacher_fingerprint_of
-    from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
-    from dam_cnn_tf.training.distillation_recipe import teacher_of
+    from dam_cnn_tf.presets import PresetError
+    from dam_cnn_tf.presets.teacher_sets import teacher_labelled_sets
 
     missing = [name for name in recipe["datasets"] if name not in data]
     if missing:
         raise SystemExit(f"--data: give NAME=PATH for {', '.join(missing)}")
-    class_names = tuple(preset_card(recipe["teacher"])["class_names"])
-    fingerprints = {name: teacher_fingerprint_of(teacher_of(recipe, name), class_names) for name in recipe["datasets"]}
-    sets = [load_distillation_set(name, data[name], recipe["student"]["input_size"], recipe["val_fraction"],
-                                  recipe["training"].get("seed", 0)) for name in recipe["datasets"]]
-
-    def refuse(data_set):
-        raise SystemExit(f"--teacher-labels {labels_dir}: no labels there for {data_set.name}'s faces by its "
-                         "teacher (build the run first)")
-
-    attach_teacher_labels(sets, labels_dir, fingerprints, class_names, refuse, log=lambda message: None)
-    return sets
+    try:  # labels are read back, never computed here
+        return teacher_labelled_sets(recipe, data, labels_dir, log=lambda message: None)
+    except PresetError as error:
+        raise SystemExit(f"--teacher-labels {error} (build the run first)") from None
 
 
 def probabilities(model, faces: np.ndarray, mirror: bool = False) -> np.ndarray:

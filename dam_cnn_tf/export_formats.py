@@ -25,13 +25,11 @@ import tensorflow as tf
 
 from dam_cnn_tf.export import IMAGE, ExportError, ExportExistsError, _check_class_names, _model_input_size
 from dam_cnn_tf.models.dam_cnn import ATTENTION, PROBABILITIES
+from dam_cnn_tf.quantization import INT8, MIN_CALIBRATION_FACES, QUANTIZE  # noqa: F401  (QUANTIZE: part of this module's face)
 
 SAVED_MODEL, LITERT, ONNX = "saved_model", "litert", "onnx"
 FORMATS = (SAVED_MODEL, LITERT, ONNX)
 SUFFIXES = {LITERT: ".tflite", ONNX: ".onnx"}
-QUANTIZE = ("float16", "dynamic", "int8")
-INT8 = "int8"  # weights and activations int8, scaled on calibration faces
-MIN_CALIBRATION_FACES = 16
 CLASS_NAMES_KEY = "class_names"
 # A fixed opset, so an export does not change with the installed tf2onnx; the extra's onnxruntime runs it.
 ONNX_OPSET = 17

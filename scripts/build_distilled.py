@@ -83,8 +83,9 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
     """The recipe's data sets at the student's size, split as the teacher's run split, with the
     teacher's probabilities (computed once into --teacher-labels, then read back)."""
     import dam_cnn_tf
-    from dam_cnn_tf.presets import preset_card, teacher_fingerprint_of
-    from dam_cnn_tf.training.distillation_data import attach_teacher_labels, load_distillation_set
+    from dam_cnn_tf.presets import PresetError, preset_card
+    from dam_cnn_tf.presets.teacher_sets import teacher_class_names, teacher_labelled_sets
+    from dam_cnn_tf.training.distillation_data import load_distillation_set
     from dam_cnn_tf.training.distillation_recipe import teacher_of
     from dam_cnn_tf.training.teacher_labels import teacher_probabilities
 
@@ -102,15 +103,11 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
         if not Path(path).is_dir():
             parser.error(f"data set {name}: {path} is not a folder")
     cards = {name: preset_card(name) for name in {teacher_of(recipe, d) for d in recipe["datasets"]}}
-    teacher_card = cards[teacher_of(recipe, recipe["select_on"])]
-    class_names = tuple(teacher_card["class_names"])
-    for name, card in cards.items():
-        if tuple(card["class_names"]) != class_names:
-            parser.error(f"teacher {name}: classes {card['class_names']} differ from {list(class_names)}")
-    fingerprints = {d: teacher_fingerprint_of(teacher_of(recipe, d), class_names) for d in recipe["datasets"]}
+    try:
+        class_names = teacher_class_names(recipe)
+    except PresetError as error:
+        parser.error(str(error))
     seed = recipe["training"].get("seed", 0)
-    sets = [load_distillation_set(name, paths[name], recipe["student"]["input_size"], recipe["val_fraction"], seed)
-            for name in recipe["datasets"]]
     teachers = {}
 
     def predict(data):
@@ -123,8 +120,7 @@ def distilled_sets(recipe: dict, args, parser, log) -> tuple:
         faces = load_distillation_set(data.name, paths[data.name], size, recipe["val_fraction"], seed).faces
         return teacher_probabilities(lambda b: model(b, training=False)["probabilities"].numpy(), faces, size)
 
-    attach_teacher_labels(sets, args.teacher_labels or args.run_dir / "teacher", fingerprints, class_names, predict,
-                          log=log)
+    sets = teacher_labelled_sets(recipe, paths, args.teacher_labels or args.run_dir / "teacher", predict, log=log)
     return sets, class_names, cards
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from dam_cnn_tf.commands.common import handle_user_errors, load_inference_model
+from dam_cnn_tf.quantization import MIN_CALIBRATION_FACES, QUANTIZE
 
 
 @click.command()
@@ -14,13 +15,13 @@ from dam_cnn_tf.commands.common import handle_user_errors, load_inference_model
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--format", "format_", type=click.Choice(["saved_model", "litert", "onnx"]), default="saved_model",
               show_default=True, help="litert: one .tflite file; onnx: one .onnx file (the onnx extra)")
-@click.option("--quantize", type=click.Choice(["float16", "dynamic", "int8"]), default=None,
+@click.option("--quantize", type=click.Choice(QUANTIZE), default=None,
               help="litert only: float16 weights; int8 weights with dynamic-range activations; or int8 weights "
                    "and activations (needs --calibration)")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="--quantize int8: a folder of face crops as the model will see them; each activation's range "
                    "is measured on up to --calibration-faces of them")
-@click.option("--calibration-faces", type=click.IntRange(16, None), default=500, show_default=True,
+@click.option("--calibration-faces", type=click.IntRange(MIN_CALIBRATION_FACES, None), default=500, show_default=True,
               help="how many faces of --calibration to use (spread evenly over the sorted file names)")
 @click.option("--version", type=int, default=None, help="version directory [default: one above the highest]")
 @click.option("--overwrite", is_flag=True, help="replace an existing version or file")
@@ -68,8 +69,8 @@ def calibration_images(folder: Path, size: tuple, count: int):
         paths = [found.path for found in expand_inputs([folder])]
     except PredictError:  # a folder without images
         paths = []
-    if len(paths) < 16:
-        raise click.BadParameter(f"{folder} holds {len(paths)} images; int8 needs at least 16 faces",
+    if len(paths) < MIN_CALIBRATION_FACES:
+        raise click.BadParameter(f"{folder} holds {len(paths)} images; int8 needs at least {MIN_CALIBRATION_FACES} faces",
                                  param_hint="--calibration")
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int)]
     return np.stack([resize_face(read_image(p), size) for p in chosen]).astype(np.float32)

@@ -19,6 +19,8 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 
+from dam_cnn_tf.quantization import MIN_CALIBRATION_FACES
+
 KIND = "distilled"
 # What a recipe leaves out (``resolve_recipe`` fills it in, so a card records every value used).
 STUDENT_DEFAULTS = {"input_size": 48, "widths": [32, 64, 128], "convs_per_block": 2, "dense_units": [256],
@@ -91,8 +93,9 @@ def check_recipe(recipe: dict, where: str = "recipe") -> None:
                           f"got {shipping['light_quantize']!r}")
     if not isinstance(shipping["mirror_average"], bool):
         raise RecipeError(f"{where}: [shipping] mirror_average must be true or false")
-    if not isinstance(shipping["calibration_faces"], int) or shipping["calibration_faces"] < 16:
-        raise RecipeError(f"{where}: [shipping] calibration_faces must be a whole number of at least 16")
+    if not isinstance(shipping["calibration_faces"], int) or shipping["calibration_faces"] < MIN_CALIBRATION_FACES:
+        raise RecipeError(f"{where}: [shipping] calibration_faces must be a whole number of at least "
+                          f"{MIN_CALIBRATION_FACES}")
     others = set(recipe.get("teachers", {})) - set(recipe["datasets"])
     if others:
         raise RecipeError(f"{where}: [teachers] names {sorted(others)}, not among datasets {recipe['datasets']}")
