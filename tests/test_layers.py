@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dam_cnn_tf"
 # Lowest first: a module may import from its own rank and the ranks below it, never above.
 RANKS = [
-    {"errors", "hparams", "tf_log", "runtime", "optimizers", "serving_ops", "input_range", "checksums"},
+    {"errors", "hparams", "tf_log", "runtime", "optimizers", "serving_ops", "input_range", "checksums", "quantization"},
     {"layers", "viz"},
     {"weights"},
     {"backbones"},
